@@ -1,0 +1,31 @@
+# ferry — make targets. `make test` is the command CI runs (see README).
+GO      ?= go
+BIN     ?= bin/ferry
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+
+.PHONY: build test bench fmt vet run clean
+
+build:
+	$(GO) build -ldflags "-X main.version=$(VERSION)" -o $(BIN) ./cmd/ferry
+
+test:
+	$(GO) vet ./...
+	$(GO) test -count=1 ./...
+
+# Benchmarks print records/s and peak RSS; see README "Performance".
+bench:
+	$(GO) run ./cmd/ferrybench
+	$(GO) test -run '^$$' -bench . -benchmem ./engine/... ./connectors/...
+
+fmt:
+	gofmt -w .
+
+vet:
+	$(GO) vet ./...
+
+# Runs the quickstart integration locally (no network, no setup).
+run:
+	$(GO) run ./cmd/ferry run examples/quickstart
+
+clean:
+	rm -rf bin examples/quickstart/out examples/quickstart/.ferry

@@ -1,0 +1,166 @@
+// Package connectors is ferry's small connector SDK: the Source, Sink and Tester
+// interfaces, records, error categories, and the registry in which every connector
+// declares its HCL schema. It depends on nothing of ferry's; connectors live in
+// sub-packages and register themselves in init().
+package connectors
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sort"
+	"sync"
+
+	"github.com/hashicorp/hcl/v2/hcldec"
+	"github.com/zclconf/go-cty/cty"
+)
+
+// Record is one unit of data flowing through a pipeline.
+//
+// A source may fill Raw (undecoded JSON) instead of Data so that decoding happens
+// in the engine's parallel workers rather than on the single reading goroutine.
+type Record struct {
+	// Key is the entity key, set by the engine from the mapping's key expression.
+	Key string
+	// Data is the decoded record. Nil until decoded when the source set Raw.
+	Data map[string]any
+	// Raw is the record as JSON bytes, if the source produced it that way.
+	Raw json.RawMessage
+	// Position says where the record came from (file:line, page, offset), for errors.
+	Position string
+}
+
+// Decode fills Data from Raw if needed.
+func (r *Record) Decode() error {
+	if r.Data != nil || r.Raw == nil {
+		if r.Data == nil {
+			r.Data = map[string]any{}
+		}
+		return nil
+	}
+	var m map[string]any
+	if err := json.Unmarshal(r.Raw, &m); err != nil {
+		return Permanent(fmt.Errorf("record %s is not a JSON object: %w", r.Position, err))
+	}
+	if m == nil {
+		m = map[string]any{}
+	}
+	r.Data = m
+	return nil
+}
+
+// Operation is what a sink does with a record.
+type Operation string
+
+const (
+	OpCreate Operation = "create"
+	OpUpdate Operation = "update"
+	OpUpsert Operation = "upsert"
+	OpDelete Operation = "delete"
+)
+
+// Operations lists the valid operations, for validation messages.
+var Operations = []Operation{OpCreate, OpUpdate, OpUpsert, OpDelete}
+
+// Write is one record handed to a sink.
+type Write struct {
+	Key       string
+	Operation Operation
+	// Path is the evaluated per-record target path expression ("" when none).
+	Path   string
+	Record map[string]any
+}
+
+// ReadRequest tells a source what to read.
+type ReadRequest struct {
+	// Cursor is the last settled cursor value for incremental sources ("" = from the start).
+	Cursor string
+	// CursorField names the record field that carries the cursor ("" = not incremental).
+	CursorField string
+}
+
+// Source reads records. Read calls emit for every record in order and stops at
+// the first error emit returns. It returns nil at the end of the input.
+type Source interface {
+	Read(ctx context.Context, req ReadRequest, emit func(Record) error) error
+}
+
+// Sink writes records. Write returns one error per write (nil = success), in the
+// same order; a nil slice means all succeeded. Errors should be categorised with
+// Permanent or Transient. Close flushes and releases resources.
+type Sink interface {
+	Write(ctx context.Context, writes []Write) []error
+	Close(ctx context.Context) error
+}
+
+// Tester checks that a connection works (credentials, reachability).
+type Tester interface {
+	Test(ctx context.Context) error
+}
+
+// Connection is an opened connection profile; it makes sources and sinks.
+// Config values are the connector-specific attributes of the integration's
+// source or target block, decoded with the connector's SourceSchema/TargetSchema.
+type Connection interface {
+	Source(cfg cty.Value) (Source, error)
+	Sink(cfg cty.Value) (Sink, error)
+}
+
+// Env is what a connector may use of its surroundings when it opens.
+type Env struct {
+	// Dir is the directory of the configuration; relative paths resolve against it.
+	Dir string
+}
+
+// Connector describes one connector type.
+type Connector struct {
+	// Type is the value of `type` in a connection block.
+	Type string
+	// Description is one line for help output.
+	Description string
+	// Connection is the schema of the connection block's own attributes (not `type`).
+	Connection hcldec.ObjectSpec
+	// Source and Target are the schemas of the connector-specific attributes of an
+	// integration's source and target blocks. Nil means the connector cannot be
+	// used in that role.
+	Source hcldec.ObjectSpec
+	Target hcldec.ObjectSpec
+	// Open opens a connection from its decoded attributes, secrets resolved.
+	Open func(env Env, cfg cty.Value) (Connection, error)
+}
+
+var (
+	mu       sync.RWMutex
+	registry = map[string]*Connector{}
+)
+
+// Register adds a connector; it panics on a duplicate type (a programming error
+// caught at init time).
+func Register(c *Connector) {
+	mu.Lock()
+	defer mu.Unlock()
+	if _, dup := registry[c.Type]; dup {
+		panic("connectors: duplicate registration of " + c.Type)
+	}
+	registry[c.Type] = c
+}
+
+// Lookup returns the connector of a type.
+func Lookup(typ string) (*Connector, bool) {
+	mu.RLock()
+	defer mu.RUnlock()
+	c, ok := registry[typ]
+	return c, ok
+}
+
+// Types lists registered connector types, sorted.
+func Types() []string {
+	mu.RLock()
+	defer mu.RUnlock()
+	out := make([]string, 0, len(registry))
+	for t := range registry {
+		out = append(out, t)
+	}
+	sort.Strings(out)
+	return out
+}

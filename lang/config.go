@@ -1,0 +1,218 @@
+// Package lang reads ferry's HCL configuration: schema, decoding, references and
+// their graph, functions, diagnostics, formatting.
+//
+// The decoded structs keep source ranges so that later stages (the engine's expr
+// compiler, plan) can report problems at the right file, line and column.
+package lang
+
+import (
+	"time"
+
+	"github.com/hashicorp/hcl/v2"
+	"github.com/zclconf/go-cty/cty"
+)
+
+// Config is one tenant's configuration: every *.hcl and *.hcl.json file of a directory.
+type Config struct {
+	// Dir is the directory the files were loaded from.
+	Dir string
+	// Files maps file name (as given in diagnostics) to its parsed file, for snippets.
+	Files map[string]*hcl.File
+
+	Ferry        *Ferry
+	Variables    map[string]*Variable
+	Locals       map[string]*Local
+	Tables       map[string]*Table
+	Connections  map[string]*Connection
+	Mappings     map[string]*Mapping
+	Integrations map[string]*Integration
+	Schedules    map[string]*Schedule
+	Tests        map[string]*Test
+}
+
+// Ferry is the `ferry` block.
+type Ferry struct {
+	Tenant          string
+	RequiredVersion string
+	DeclRange       hcl.Range
+}
+
+// Variable is a `variable` block with its final value (default, -var, -var-file or
+// FERRY_VAR_<name>).
+type Variable struct {
+	Name        string
+	Type        cty.Type
+	Default     cty.Value
+	Description string
+	Sensitive   bool
+	Value       cty.Value
+	DeclRange   hcl.Range
+}
+
+// Local is one attribute of a `locals` block, evaluated.
+type Local struct {
+	Name      string
+	Value     cty.Value
+	DeclRange hcl.Range
+}
+
+// Table is a static lookup table (`table "name" { values = {...} default = ... }`),
+// used in expressions as lookup("name", key).
+type Table struct {
+	Name      string
+	Values    map[string]any
+	Default   any // nil when absent
+	DeclRange hcl.Range
+}
+
+// Expr is a per-record expr-lang expression written as an HCL string or heredoc.
+// It is never evaluated by HCL.
+type Expr struct {
+	Source string
+	// Range is the range of the whole HCL expression (quotes included).
+	Range hcl.Range
+	// offsets maps a byte offset in Source to a position in the file when the
+	// literal is written without escapes; nil when it cannot be mapped exactly.
+	start *hcl.Pos
+}
+
+// Connection is a `connection` block.
+type Connection struct {
+	Name string
+	Type string
+	// Config holds the connector-specific attributes decoded with the connector's
+	// schema. secret("x") values are strings marked with SecretMark.
+	Config    cty.Value
+	TypeRange hcl.Range
+	DeclRange hcl.Range
+}
+
+// Field is one target field of a mapping. Path is split on "." for nested targets.
+type Field struct {
+	Path []string
+	Expr *Expr
+	// Cast is "", "string", "int", "float", "bool", "decimal" or "time".
+	Cast string
+}
+
+// Mapping is a `mapping` block.
+type Mapping struct {
+	Name   string
+	Key    *Expr // may be nil
+	Filter *Expr // may be nil
+	Fields []*Field
+	// Defaults are set on the output when the field is missing or nil after mapping.
+	Defaults map[string]any
+	// Unset lists output paths removed at the end.
+	Unset [][]string
+	// PassThrough copies every input field before the mapped fields are applied.
+	PassThrough bool
+	DeclRange   hcl.Range
+}
+
+// Integration is an `integration` block.
+type Integration struct {
+	Name      string
+	Source    *Source
+	Normalize *Normalize // may be nil
+	Transform *Transform // may be nil: records pass unchanged
+	Target    *Target
+	Retry     *Retry // never nil after decoding (defaults filled in)
+	Webhook   *Webhook
+	// AllowParallelRuns lets a second run start while one is in progress.
+	AllowParallelRuns bool
+	// Workers is the number of parallel record workers (default: number of CPUs).
+	Workers   int
+	DeclRange hcl.Range
+}
+
+// Source is an integration's `source` block.
+type Source struct {
+	Connection string // name of the connection
+	// Cursor names the record field used for incremental reads ("" = full reads).
+	Cursor string
+	// Config holds the connector-specific attributes.
+	Config          cty.Value
+	ConnectionRange hcl.Range
+	DeclRange       hcl.Range
+}
+
+// Normalize is an integration's `normalize` block.
+type Normalize struct {
+	// Require lists fields that must be present and non-null (dotted paths allowed).
+	Require []string
+	// Trim trims surrounding whitespace of every string field (default true).
+	Trim bool
+	// Types coerces fields: path -> "string" | "int" | "float" | "bool" | "time".
+	Types     map[string]string
+	DeclRange hcl.Range
+}
+
+// Transform is an integration's `transform` block.
+type Transform struct {
+	Mapping string // name of the mapping
+	// SkipUnchanged skips records whose mapped content hash did not change since the
+	// last successful write of the same entity key.
+	SkipUnchanged bool
+	MappingRange  hcl.Range
+	DeclRange     hcl.Range
+}
+
+// Target is an integration's `target` block.
+type Target struct {
+	Connection string
+	Operation  string // create | update | upsert | delete
+	Path       *Expr  // optional per-record path expression
+	BatchSize  int    // records per sink call (default 100)
+	// Config holds the connector-specific attributes.
+	Config          cty.Value
+	ConnectionRange hcl.Range
+	DeclRange       hcl.Range
+}
+
+// Retry is an integration's `retry` block.
+type Retry struct {
+	MaxAttempts int           // default 5
+	Initial     time.Duration // default 1s
+	Max         time.Duration // default 5m
+	Multiplier  float64       // default 2
+	Jitter      float64       // 0..1, default 0.2
+}
+
+// Webhook is an integration's `webhook` block.
+type Webhook struct {
+	Verify string // shopify | hmac | token | basic | none
+	// Config holds the remaining attributes (secret, header, algorithm, ...).
+	Config    map[string]cty.Value
+	DeclRange hcl.Range
+}
+
+// Schedule is a `schedule` block.
+type Schedule struct {
+	Name        string
+	Integration string
+	Cron        string
+	Timezone    string
+	Location    *time.Location
+	Concurrency string // allow | forbid | replace (default forbid)
+	MissedFire  string // skip | run_once (default skip)
+	Enabled     bool
+	DeclRange   hcl.Range
+}
+
+// Test is a `test` block: either a mapping test or an integration test.
+type Test struct {
+	Name string
+	// Mapping test.
+	Mapping string
+	Input   any            // one record (mapping test)
+	Expect  map[string]any // expected mapped record; nil with ExpectSkip
+	// ExpectSkip says the record must be skipped by the filter.
+	ExpectSkip bool
+	// Integration test: Records stand in for the source; writes are captured.
+	Integration  string
+	Records      []any
+	ExpectWrites []any          // expected target writes (records), in order
+	ExpectCounts map[string]int // optional: total, success, failed, skipped
+	DeclRange    hcl.Range
+}
