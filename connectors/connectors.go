@@ -38,14 +38,18 @@ func (r *Record) Decode() error {
 		}
 		return nil
 	}
-	var m map[string]any
-	if err := json.Unmarshal(r.Raw, &m); err != nil {
-		return Permanent(fmt.Errorf("record %s is not a JSON object: %w", r.Position, err))
+	v, err := DecodeJSON(r.Raw)
+	if err != nil {
+		return Permanent(fmt.Errorf("record %s is not valid JSON: %w", r.Position, err))
 	}
-	if m == nil {
-		m = map[string]any{}
+	switch m := v.(type) {
+	case map[string]any:
+		r.Data = m
+	case nil:
+		r.Data = map[string]any{}
+	default:
+		return Permanent(fmt.Errorf("record %s is a JSON %s, not an object", r.Position, jsonKind(v)))
 	}
-	r.Data = m
 	return nil
 }
 
@@ -163,4 +167,17 @@ func Types() []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+func jsonKind(v any) string {
+	switch v.(type) {
+	case []any:
+		return "array"
+	case string:
+		return "string"
+	case bool:
+		return "boolean"
+	default:
+		return "number"
+	}
 }

@@ -1,0 +1,298 @@
+// Package file is ferry's connector for local files: it reads JSON (an array, a
+// single object, or newline-delimited), NDJSON and CSV, and writes NDJSON, JSON
+// arrays and CSV.
+//
+// Reading and writing stream: memory stays flat however large the file. Sources
+// hand the engine each record's JSON bytes (connectors.Record.Raw) undecoded, so
+// decoding happens in the engine's parallel workers.
+//
+//	connection "files" {
+//	  type   = "file"
+//	  path   = "data"        # base directory, relative to the configuration (default: its directory)
+//	  format = "json"        # default format for sources and targets (optional)
+//	}
+//
+//	integration "import" {
+//	  source {
+//	    connection = connection.files
+//	    path       = "exports/products-*.json"  # a file or a glob, relative to the connection path
+//	    format     = "auto"                     # json | ndjson | csv | auto (default)
+//	    records    = "data.products"            # dotted path to the array inside a JSON document
+//	  }
+//	  target {
+//	    connection = connection.files
+//	    path       = "out/items.csv"
+//	    format     = "csv"                      # ndjson | json | csv (default: by extension, else ndjson)
+//	    columns    = ["sku", "name", "price"]   # csv only; default: the first record's keys, sorted
+//	    append     = false                      # default false: the file is truncated when the run starts
+//	  }
+//	}
+package file
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/hashicorp/hcl/v2/hcldec"
+	"github.com/zclconf/go-cty/cty"
+	"github.com/zclconf/go-cty/cty/gocty"
+
+	"github.com/ferryhq/ferry/connectors"
+)
+
+// Type is the connection type of this connector.
+const Type = "file"
+
+// Formats.
+const (
+	FormatAuto   = "auto"
+	FormatJSON   = "json"
+	FormatNDJSON = "ndjson"
+	FormatCSV    = "csv"
+)
+
+// bufferSize is the size of the read and write buffers.
+const bufferSize = 256 << 10
+
+// maxLineSize bounds one NDJSON line.
+const maxLineSize = 64 << 20
+
+// ConnectionSpec is the schema of a file connection block's own attributes.
+var ConnectionSpec = hcldec.ObjectSpec{
+	"path":   &hcldec.AttrSpec{Name: "path", Type: cty.String},
+	"format": &hcldec.AttrSpec{Name: "format", Type: cty.String},
+}
+
+// SourceSpec is the schema of the file connector's attributes in a source block.
+var SourceSpec = hcldec.ObjectSpec{
+	"path":    &hcldec.AttrSpec{Name: "path", Type: cty.String, Required: true},
+	"format":  &hcldec.AttrSpec{Name: "format", Type: cty.String},
+	"records": &hcldec.AttrSpec{Name: "records", Type: cty.String},
+}
+
+// TargetSpec is the schema of the file connector's attributes in a target block.
+var TargetSpec = hcldec.ObjectSpec{
+	"path":    &hcldec.AttrSpec{Name: "path", Type: cty.String, Required: true},
+	"format":  &hcldec.AttrSpec{Name: "format", Type: cty.String},
+	"columns": &hcldec.AttrSpec{Name: "columns", Type: cty.List(cty.String)},
+	"append":  &hcldec.AttrSpec{Name: "append", Type: cty.Bool},
+}
+
+func init() {
+	connectors.Register(&connectors.Connector{
+		Type:        Type,
+		Description: "Local files: read JSON, NDJSON and CSV; write NDJSON, JSON arrays and CSV",
+		Connection:  ConnectionSpec,
+		Source:      SourceSpec,
+		Target:      TargetSpec,
+		Open:        Open,
+	})
+}
+
+type connectionConfig struct {
+	Path   *string `cty:"path"`
+	Format *string `cty:"format"`
+}
+
+type sourceConfig struct {
+	Path    *string `cty:"path"`
+	Format  *string `cty:"format"`
+	Records *string `cty:"records"`
+}
+
+type targetConfig struct {
+	Path    *string  `cty:"path"`
+	Format  *string  `cty:"format"`
+	Columns []string `cty:"columns"`
+	Append  *bool    `cty:"append"`
+}
+
+// Connection is an opened file connection: a base directory and a default format.
+type Connection struct {
+	// Dir is the absolute or env-relative base directory paths resolve against.
+	Dir string
+	// Format is the default format of sources and targets ("" = none).
+	Format string
+}
+
+var (
+	_ connectors.Connection = (*Connection)(nil)
+	_ connectors.Tester     = (*Connection)(nil)
+)
+
+// Open opens a file connection from its decoded attributes. It does not touch the
+// file system; Test checks that the directory exists.
+func Open(env connectors.Env, cfg cty.Value) (connectors.Connection, error) {
+	var c connectionConfig
+	if err := decode(cfg, &c, "connection"); err != nil {
+		return nil, err
+	}
+	dir := env.Dir
+	if dir == "" {
+		dir = "."
+	}
+	if p := str(c.Path); p != "" {
+		dir = resolve(dir, p)
+	}
+	conn := &Connection{Dir: filepath.Clean(dir)}
+	if f := str(c.Format); f != "" {
+		if !oneOf(f, FormatAuto, FormatJSON, FormatNDJSON, FormatCSV) {
+			return nil, connectors.Permanent(fmt.Errorf(`file connection: unknown format %q; use "json", "ndjson", "csv" or "auto"`, f))
+		}
+		conn.Format = f
+	}
+	return conn, nil
+}
+
+// Test checks that the base directory exists and can be read.
+func (c *Connection) Test(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	fi, err := os.Stat(c.Dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return connectors.Permanent(fmt.Errorf("file connection: directory %s does not exist; create it or fix the connection's path", c.Dir))
+	}
+	if err != nil {
+		return connectors.Permanent(fmt.Errorf("file connection: %w", err))
+	}
+	if !fi.IsDir() {
+		return connectors.Permanent(fmt.Errorf("file connection: %s is not a directory; the connection's path must name a directory", c.Dir))
+	}
+	d, err := os.Open(c.Dir)
+	if err != nil {
+		return connectors.Permanent(fmt.Errorf("file connection: cannot read directory %s: %w; check its permissions", c.Dir, err))
+	}
+	defer d.Close()
+	if _, err := d.Readdirnames(1); err != nil && err != io.EOF {
+		return connectors.Permanent(fmt.Errorf("file connection: cannot read directory %s: %w; check its permissions", c.Dir, err))
+	}
+	return nil
+}
+
+// Source makes a source from the attributes of an integration's source block.
+func (c *Connection) Source(cfg cty.Value) (connectors.Source, error) {
+	var sc sourceConfig
+	if err := decode(cfg, &sc, "source"); err != nil {
+		return nil, err
+	}
+	pattern := str(sc.Path)
+	if pattern == "" {
+		return nil, connectors.Permanent(errors.New(`file source: path is required: set path = "name.json" (a file or a glob, relative to the connection path)`))
+	}
+	format := str(sc.Format)
+	if format == "" {
+		format = c.Format
+	}
+	if format == "" {
+		format = FormatAuto
+	}
+	if !oneOf(format, FormatAuto, FormatJSON, FormatNDJSON, FormatCSV) {
+		return nil, connectors.Permanent(fmt.Errorf(`file source %q: unknown format %q; use "json", "ndjson", "csv" or "auto"`, pattern, format))
+	}
+	s := &source{dir: c.Dir, pattern: pattern, format: format}
+	if r := str(sc.Records); r != "" {
+		if format == FormatNDJSON || format == FormatCSV {
+			return nil, connectors.Permanent(fmt.Errorf(`file source %q: records applies only to JSON documents, not format %q; remove records or set format = "json"`, pattern, format))
+		}
+		s.records = strings.Split(r, ".")
+		for _, seg := range s.records {
+			if seg == "" {
+				return nil, connectors.Permanent(fmt.Errorf(`file source %q: records %q has an empty segment; write a dotted path such as "data.products"`, pattern, r))
+			}
+		}
+	}
+	return s, nil
+}
+
+// Sink makes a sink from the attributes of an integration's target block. It
+// creates the file's directory and opens the file (truncating it unless append
+// is set), so that a file that cannot be written fails the run before any
+// record is read.
+func (c *Connection) Sink(cfg cty.Value) (connectors.Sink, error) {
+	var tc targetConfig
+	if err := decode(cfg, &tc, "target"); err != nil {
+		return nil, err
+	}
+	p := str(tc.Path)
+	if p == "" {
+		return nil, connectors.Permanent(errors.New(`file target: path is required: set path = "out.ndjson" (relative to the connection path)`))
+	}
+	format := str(tc.Format)
+	if format == "" && c.Format != FormatAuto {
+		format = c.Format
+	}
+	if format == "" || format == FormatAuto {
+		format = formatByExtension(p, FormatNDJSON)
+	}
+	if !oneOf(format, FormatJSON, FormatNDJSON, FormatCSV) {
+		return nil, connectors.Permanent(fmt.Errorf(`file target %q: unknown format %q; use "ndjson", "json" or "csv"`, p, format))
+	}
+	if tc.Columns != nil && format != FormatCSV {
+		return nil, connectors.Permanent(fmt.Errorf(`file target %q: columns applies only to format "csv", not %q`, p, format))
+	}
+	seen := map[string]bool{}
+	for _, col := range tc.Columns {
+		if seen[col] {
+			return nil, connectors.Permanent(fmt.Errorf("file target %q: column %q is listed twice in columns", p, col))
+		}
+		seen[col] = true
+	}
+	appendMode := tc.Append != nil && *tc.Append
+	return openSink(resolve(c.Dir, p), p, format, tc.Columns, appendMode)
+}
+
+func decode(cfg cty.Value, into any, what string) error {
+	if cfg == cty.NilVal || cfg.IsNull() {
+		return nil
+	}
+	if !cfg.IsWhollyKnown() {
+		return connectors.Permanent(fmt.Errorf("file %s: configuration is not known yet", what))
+	}
+	if err := gocty.FromCtyValue(cfg, into); err != nil {
+		return connectors.Permanent(fmt.Errorf("file %s: invalid configuration: %w", what, err))
+	}
+	return nil
+}
+
+func str(p *string) string {
+	if p == nil {
+		return ""
+	}
+	return *p
+}
+
+func oneOf(s string, options ...string) bool {
+	for _, o := range options {
+		if s == o {
+			return true
+		}
+	}
+	return false
+}
+
+// resolve joins p to dir unless p is absolute.
+func resolve(dir, p string) string {
+	if filepath.IsAbs(p) {
+		return filepath.Clean(p)
+	}
+	return filepath.Join(dir, p)
+}
+
+// formatByExtension returns the format a file name's extension implies, or def.
+func formatByExtension(name, def string) string {
+	switch strings.ToLower(filepath.Ext(name)) {
+	case ".json":
+		return FormatJSON
+	case ".ndjson", ".jsonl":
+		return FormatNDJSON
+	case ".csv":
+		return FormatCSV
+	}
+	return def
+}
