@@ -41,6 +41,10 @@ type jsonParser struct {
 	// keys interns object keys: records of one source repeat the same keys, and
 	// looking a []byte up in a map[string]string does not allocate.
 	keys map[string]string
+	// sizes remembers the size of the last object seen at each nesting depth:
+	// records of one source share a shape, and a map sized right up front
+	// avoids growing it key by key (which dominated decoding before).
+	sizes [16]int
 }
 
 // maxInternedKeys bounds the key cache against inputs with ever-new keys.
@@ -138,7 +142,11 @@ func (p *jsonParser) literal(word string, v any) (any, error) {
 
 func (p *jsonParser) object(depth int) (any, error) {
 	p.i++ // {
-	m := make(map[string]any, 8)
+	hint := 8
+	if depth < len(p.sizes) && p.sizes[depth] > 0 {
+		hint = p.sizes[depth]
+	}
+	m := make(map[string]any, hint)
 	p.skipSpace()
 	if p.i < len(p.b) && p.b[p.i] == '}' {
 		p.i++
@@ -176,6 +184,9 @@ func (p *jsonParser) object(depth int) (any, error) {
 			p.i++
 		case '}':
 			p.i++
+			if depth < len(p.sizes) {
+				p.sizes[depth] = len(m)
+			}
 			return m, nil
 		default:
 			return nil, p.errorf("expected ',' or '}' in object, found %q", p.b[p.i])

@@ -17,6 +17,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"syscall"
@@ -71,7 +72,20 @@ func main() {
 	workers := flag.Int("workers", 0, "engine workers (0 = GOMAXPROCS)")
 	mode := flag.String("mode", "", "internal: run one measurement in this process (engine|loop)")
 	dir := flag.String("dir", "", "internal: dataset directory")
+	cpuprofile := flag.String("cpuprofile", "", "with -mode: write a CPU profile here")
 	flag.Parse()
+
+	if *cpuprofile != "" {
+		f, err := os.Create(*cpuprofile)
+		if err == nil {
+			err = pprof.StartCPUProfile(f)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "ferrybench:", err)
+			os.Exit(1)
+		}
+		defer pprof.StopCPUProfile()
+	}
 
 	if *mode != "" {
 		if err := measure(*mode, *dir, *workers); err != nil {
@@ -79,6 +93,17 @@ func main() {
 			os.Exit(1)
 		}
 		return
+	}
+	if *mode == "" && *dir != "" { // generate only, for profiling: ferrybench -dir D, then -mode engine -dir D
+		if _, err := generate(*dir, *n); err != nil {
+			fmt.Fprintln(os.Stderr, "ferrybench:", err)
+			os.Exit(1)
+		}
+		return
+	}
+	if *cpuprofile != "" {
+		fmt.Fprintln(os.Stderr, "ferrybench: -cpuprofile needs -mode and -dir")
+		os.Exit(1)
 	}
 	if err := compare(*n, *workers); err != nil {
 		fmt.Fprintln(os.Stderr, "ferrybench:", err)

@@ -194,22 +194,10 @@ func (r *fileReader) readJSON() error {
 	if ok && c == '{' && r.firstLineIsJSON() {
 		return r.readNDJSON()
 	}
-	dec := json.NewDecoder(r.br)
 	if ok && c == '[' {
-		if _, err := dec.Token(); err != nil {
-			return r.jsonErr(dec, err)
-		}
-		if err := r.readArrayElements(dec); err != nil {
-			return err
-		}
-		if _, err := dec.Token(); err != io.EOF {
-			if err == nil {
-				return r.jsonErrf(dec.InputOffset(), "unexpected data after the JSON array")
-			}
-			return r.jsonErr(dec, err)
-		}
-		return nil
+		return r.readArray()
 	}
+	dec := json.NewDecoder(r.br)
 	// One object (maybe pretty-printed), or several concatenated values.
 	for {
 		var raw json.RawMessage

@@ -16,9 +16,9 @@ import (
 )
 
 var roundTripRecords = []map[string]any{
-	{"id": float64(1), "title": "Café <b>& \"quotes\"</b>", "tags": []any{"a", "b"}, "price": "19.90", "variant": map[string]any{"sku": "SKU-1-0", "qty": float64(3)}},
-	{"id": float64(2), "title": "line\nbreak, comma", "tags": []any{}, "price": nil, "variant": map[string]any{}},
-	{"id": float64(3), "title": "", "tags": nil, "price": "0", "variant": nil},
+	{"id": int64(1), "title": "Café <b>& \"quotes\"</b>", "tags": []any{"a", "b"}, "price": "19.90", "variant": map[string]any{"sku": "SKU-1-0", "qty": int64(3)}},
+	{"id": int64(2), "title": "line\nbreak, comma", "tags": []any{}, "price": nil, "variant": map[string]any{}},
+	{"id": int64(3), "title": "", "tags": nil, "price": "0", "variant": nil},
 }
 
 func TestRoundTrip(t *testing.T) {
