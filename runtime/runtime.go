@@ -1,0 +1,286 @@
+package runtime
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Sync policies of the embedded server's file store.
+const (
+	// SyncDefault is nats-server's default: data is written to the OS at once and
+	// fsynced periodically (every 2 minutes). A process crash (kill -9) loses
+	// nothing; a power loss may lose the last interval.
+	SyncDefault = "default"
+	// SyncAlways fsyncs every write before it is acknowledged. Survives power loss;
+	// slower.
+	SyncAlways = "always"
+)
+
+// TLSOptions are the client TLS files for an external NATS.
+type TLSOptions struct {
+	CAFile   string // PEM file with the CAs to trust ("" = system roots)
+	CertFile string // client certificate (mutual TLS), with KeyFile
+	KeyFile  string
+}
+
+// Options configure Open.
+type Options struct {
+	// DataDir holds the embedded server's file store (DataDir/jetstream). Required
+	// unless NATSURL is set.
+	DataDir string
+	// NATSURL connects to an external NATS (cluster) instead of starting an
+	// embedded server. The sync policy is then the server's business.
+	NATSURL   string
+	CredsFile string
+	TLS       *TLSOptions
+	// SyncPolicy is SyncDefault ("" too) or SyncAlways.
+	SyncPolicy string
+	// MaxMemory and MaxStore limit the embedded JetStream (bytes). Defaults: 64 MiB
+	// memory, 10 GiB store.
+	MaxMemory int64
+	MaxStore  int64
+	// Replicas of streams and buckets on an external cluster (default 1).
+	Replicas int
+	// ConnectionConcurrency limits concurrent sink calls per connection (default 16).
+	ConnectionConcurrency int
+	// LockTTL is how long a run lock outlives its last heartbeat (default 30s), so
+	// a crashed run does not block its integration forever.
+	LockTTL time.Duration
+	// Logger receives the runtime's logs (default: discard).
+	Logger *slog.Logger
+	// Now is the clock (tests). Default time.Now.
+	Now func() time.Time
+}
+
+// Runtime is an open connection to JetStream with ferry's streams and buckets.
+type Runtime struct {
+	opts Options
+	log  *slog.Logger
+	ns   *server.Server // nil with an external NATS
+	nc   *nats.Conn
+	js   jetstream.JetStream
+
+	work     jetstream.Stream
+	runsKV   jetstream.KeyValue
+	settleKV jetstream.KeyValue
+	dlqKV    jetstream.KeyValue
+	cursorKV jetstream.KeyValue
+	hashKV   jetstream.KeyValue
+	lockKV   jetstream.KeyValue
+
+	semMu sync.Mutex
+	sems  map[string]chan struct{}
+
+	closeOnce sync.Once
+}
+
+// Open starts the embedded server (or connects to NATSURL) and creates the
+// streams and buckets if they do not exist (idempotent).
+func Open(ctx context.Context, opts Options) (*Runtime, error) {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.MaxMemory == 0 {
+		opts.MaxMemory = 64 << 20
+	}
+	if opts.MaxStore == 0 {
+		opts.MaxStore = 10 << 30
+	}
+	if opts.Replicas == 0 {
+		opts.Replicas = 1
+	}
+	if opts.ConnectionConcurrency <= 0 {
+		opts.ConnectionConcurrency = 16
+	}
+	if opts.LockTTL <= 0 {
+		opts.LockTTL = 30 * time.Second
+	}
+	switch opts.SyncPolicy {
+	case "", SyncDefault, SyncAlways:
+	default:
+		return nil, fmt.Errorf("runtime: sync policy %q: want %q or %q", opts.SyncPolicy, SyncDefault, SyncAlways)
+	}
+	rt := &Runtime{opts: opts, log: opts.Logger, sems: map[string]chan struct{}{}}
+	var err error
+	if opts.NATSURL != "" {
+		rt.nc, err = connectExternal(opts)
+	} else {
+		rt.ns, rt.nc, err = startEmbedded(opts)
+	}
+	if err != nil {
+		return nil, err
+	}
+	rt.js, err = jetstream.New(rt.nc, jetstream.WithPublishAsyncMaxPending(1024))
+	if err != nil {
+		rt.Close()
+		return nil, fmt.Errorf("runtime: jetstream: %w", err)
+	}
+	if err := rt.ensureLayout(ctx); err != nil {
+		rt.Close()
+		return nil, err
+	}
+	return rt, nil
+}
+
+func startEmbedded(opts Options) (*server.Server, *nats.Conn, error) {
+	if opts.DataDir == "" {
+		return nil, nil, errors.New("runtime: DataDir is required for the embedded NATS server (or set NATSURL)")
+	}
+	storeDir := filepath.Join(opts.DataDir, "jetstream")
+	if err := os.MkdirAll(storeDir, 0o750); err != nil {
+		return nil, nil, fmt.Errorf("runtime: data directory: %w", err)
+	}
+	sopts := &server.Options{
+		ServerName:         "ferry-embedded",
+		DontListen:         true,
+		JetStream:          true,
+		StoreDir:           storeDir,
+		JetStreamMaxMemory: opts.MaxMemory,
+		JetStreamMaxStore:  opts.MaxStore,
+		SyncAlways:         opts.SyncPolicy == SyncAlways,
+		MaxPayload:         8 << 20,
+		NoSigs:             true,
+		NoLog:              true,
+	}
+	ns, err := server.NewServer(sopts)
+	if err != nil {
+		return nil, nil, fmt.Errorf("runtime: embedded NATS: %w", err)
+	}
+	ns.Start()
+	if !ns.ReadyForConnections(30 * time.Second) {
+		ns.Shutdown()
+		return nil, nil, errors.New("runtime: embedded NATS did not become ready within 30s")
+	}
+	nc, err := nats.Connect("", nats.InProcessServer(ns), nats.Name("ferry"), nats.MaxReconnects(-1))
+	if err != nil {
+		ns.Shutdown()
+		return nil, nil, fmt.Errorf("runtime: connect to embedded NATS: %w", err)
+	}
+	return ns, nc, nil
+}
+
+func connectExternal(opts Options) (*nats.Conn, error) {
+	nopts := []nats.Option{nats.Name("ferry"), nats.MaxReconnects(-1)}
+	if opts.CredsFile != "" {
+		nopts = append(nopts, nats.UserCredentials(opts.CredsFile))
+	}
+	if t := opts.TLS; t != nil {
+		// Secure first: it sets the TLS config that RootCAs and ClientCert fill in.
+		nopts = append(nopts, nats.Secure(&tls.Config{MinVersion: tls.VersionTLS12}))
+		if t.CAFile != "" {
+			nopts = append(nopts, nats.RootCAs(t.CAFile))
+		}
+		if t.CertFile != "" || t.KeyFile != "" {
+			nopts = append(nopts, nats.ClientCert(t.CertFile, t.KeyFile))
+		}
+	}
+	nc, err := nats.Connect(opts.NATSURL, nopts...)
+	if err != nil {
+		return nil, fmt.Errorf("runtime: connect to NATS at %s: %w", opts.NATSURL, err)
+	}
+	return nc, nil
+}
+
+func (rt *Runtime) ensureLayout(ctx context.Context) error {
+	var err error
+	rt.work, err = rt.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:        WorkStream,
+		Description: "ferry: ingested record batches and per-record retries, per tenant, integration and run",
+		Subjects:    []string{workSubjectPrefix + ".>"},
+		Retention:   jetstream.WorkQueuePolicy,
+		Storage:     jetstream.FileStorage,
+		Replicas:    rt.opts.Replicas,
+		// The dedup window covers a crash and restart of a run; beyond it the
+		// per-message settlement check still prevents double processing.
+		Duplicates: time.Hour,
+		Discard:    jetstream.DiscardOld,
+	})
+	if err != nil {
+		return fmt.Errorf("runtime: stream %s: %w", WorkStream, err)
+	}
+	kv := func(name, desc string, history uint8, ttl time.Duration) (jetstream.KeyValue, error) {
+		b, err := rt.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+			Bucket:      name,
+			Description: desc,
+			History:     history,
+			TTL:         ttl,
+			Storage:     jetstream.FileStorage,
+			Replicas:    rt.opts.Replicas,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("runtime: bucket %s: %w", name, err)
+		}
+		return b, nil
+	}
+	if rt.runsKV, err = kv(BucketRuns, "ferry: runs by tenant and run id", 1, 0); err != nil {
+		return err
+	}
+	if rt.settleKV, err = kv(BucketSettled, "ferry: per-message settlements of runs (counts derive from these)", 1, 0); err != nil {
+		return err
+	}
+	if rt.dlqKV, err = kv(BucketDLQ, "ferry: dead-letter queue entries", 1, 0); err != nil {
+		return err
+	}
+	if rt.cursorKV, err = kv(BucketCursors, "ferry: incremental cursors per integration", 5, 0); err != nil {
+		return err
+	}
+	if rt.hashKV, err = kv(BucketHashes, "ferry: content hashes per entity (skip_unchanged)", 1, 0); err != nil {
+		return err
+	}
+	if rt.lockKV, err = kv(BucketLocks, "ferry: run locks per integration (allow_parallel_runs = false)", 1, 0); err != nil {
+		return err
+	}
+	return nil
+}
+
+// Close drains the connection and shuts the embedded server down cleanly.
+func (rt *Runtime) Close() error {
+	var err error
+	rt.closeOnce.Do(func() {
+		if rt.nc != nil {
+			if derr := rt.nc.Drain(); derr != nil && !errors.Is(derr, nats.ErrConnectionClosed) {
+				err = derr
+			}
+			deadline := time.Now().Add(10 * time.Second)
+			for !rt.nc.IsClosed() && time.Now().Before(deadline) {
+				time.Sleep(5 * time.Millisecond)
+			}
+			rt.nc.Close()
+		}
+		if rt.ns != nil {
+			rt.ns.Shutdown()
+			rt.ns.WaitForShutdown()
+		}
+	})
+	return err
+}
+
+// JetStream returns the JetStream handle (for tooling and tests).
+func (rt *Runtime) JetStream() jetstream.JetStream { return rt.js }
+
+// semaphore returns the limiter of concurrent sink calls for a connection.
+func (rt *Runtime) semaphore(tenant, connection string) chan struct{} {
+	rt.semMu.Lock()
+	defer rt.semMu.Unlock()
+	k := tenant + "/" + connection
+	s, ok := rt.sems[k]
+	if !ok {
+		s = make(chan struct{}, rt.opts.ConnectionConcurrency)
+		rt.sems[k] = s
+	}
+	return s
+}
