@@ -28,6 +28,10 @@ type Config struct {
 	Integrations map[string]*Integration
 	Schedules    map[string]*Schedule
 	Tests        map[string]*Test
+
+	// Dependencies maps a resource address ("integration.x") to the addresses it
+	// refers to directly ("connection.shop", "mapping.m", "var.v", "local.l").
+	Dependencies map[string][]string
 }
 
 // Ferry is the `ferry` block.
@@ -71,8 +75,9 @@ type Expr struct {
 	Source string
 	// Range is the range of the whole HCL expression (quotes included).
 	Range hcl.Range
-	// offsets maps a byte offset in Source to a position in the file when the
-	// literal is written without escapes; nil when it cannot be mapped exactly.
+	// start is the file position of Source's first byte when the literal was
+	// written without escapes (so byte offsets map 1:1 onto the file); nil when
+	// it cannot be mapped exactly. See SubRange.
 	start *hcl.Pos
 }
 

@@ -1,0 +1,5 @@
+connection "files" {
+  type   = "file"
+  path   = "data"
+  fromat = "json"
+}

@@ -1,0 +1,4 @@
+connection "files" {
+  type = "file"
+  path = ["data"]
+}

@@ -1,0 +1,7 @@
+ferry {
+  tenant = "acme"
+}
+
+ferry {
+  tenant = "other"
+}

@@ -1,0 +1,4 @@
+# the same name again
+connection "files" {
+  type = "file"
+}

@@ -1,0 +1,4 @@
+connection "files" {
+  type = "file"
+  path = env("FERRY_TEST_SURELY_UNSET_DIR")
+}

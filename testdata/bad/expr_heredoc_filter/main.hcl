@@ -1,0 +1,7 @@
+mapping "items" {
+  filter = <<EXPR
+status != 'archived' &&
+  price >
+EXPR
+  fields = { sku = "sku" }
+}

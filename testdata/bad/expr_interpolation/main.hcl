@@ -1,0 +1,7 @@
+mapping "items" {
+  key = "id"
+  fields = {
+    name = "${title}"
+    sku  = "sku-${id}"
+  }
+}

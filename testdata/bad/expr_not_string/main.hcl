@@ -1,0 +1,4 @@
+mapping "items" {
+  key    = id
+  filter = true
+}

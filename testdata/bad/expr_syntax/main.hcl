@@ -1,0 +1,6 @@
+mapping "items" {
+  fields = {
+    sku  = "variants[0].sku"
+    name = "trim(title"
+  }
+}

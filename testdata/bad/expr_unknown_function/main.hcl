@@ -1,0 +1,5 @@
+mapping "items" {
+  fields = {
+    name = "trimm(title)"
+  }
+}

@@ -1,0 +1,9 @@
+table "countries" {
+  values = { NL = "Netherlands" }
+}
+
+mapping "items" {
+  fields = {
+    country = "lookup('countrys', country_code)"
+  }
+}

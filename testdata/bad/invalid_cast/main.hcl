@@ -1,0 +1,4 @@
+mapping "items" {
+  fields = { price = "price" }
+  casts  = { price = "integer" }
+}

@@ -1,0 +1,19 @@
+connection "files" {
+  type = "file"
+  path = "data"
+}
+integration "sync" {
+  source {
+    connection = connection.files
+    path       = "in/*.json"
+  }
+  target {
+    connection = connection.files
+    path       = "out/items.ndjson"
+  }
+}
+
+schedule "nightly" {
+  integration = integration.sync
+  cron        = "0 25 * * *"
+}

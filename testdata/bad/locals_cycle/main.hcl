@@ -1,0 +1,5 @@
+locals {
+  a = "${local.b}-x"
+  b = upper(local.c)
+  c = local.a
+}

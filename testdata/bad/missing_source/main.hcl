@@ -1,0 +1,10 @@
+connection "files" {
+  type = "file"
+  path = "data"
+}
+integration "sync" {
+  target {
+    connection = connection.files
+    path       = "out/items.ndjson"
+  }
+}

@@ -1,0 +1,10 @@
+connection "files" {
+  type = "file"
+  path = "data"
+}
+integration "sync" {
+  source {
+    connection = connection.files
+    path       = "in/*.json"
+  }
+}

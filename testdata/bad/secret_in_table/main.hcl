@@ -1,0 +1,3 @@
+table "tokens" {
+  values = { shop = secret("shop_token") }
+}

@@ -1,0 +1,7 @@
+connection "files" {
+  type = "file"
+  path = "data"
+
+mapping "m" {
+  key = "id"
+}

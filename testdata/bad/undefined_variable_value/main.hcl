@@ -1,0 +1,8 @@
+variable "data_dir" {
+  type = string
+}
+
+connection "files" {
+  type = "file"
+  path = var.data_dir
+}

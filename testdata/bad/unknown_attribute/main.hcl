@@ -1,0 +1,4 @@
+mapping "m" {
+  key   = "id"
+  filtr = "active"
+}

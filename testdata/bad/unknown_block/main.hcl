@@ -1,0 +1,8 @@
+connection "files" {
+  type = "file"
+  path = "data"
+}
+
+conection "other" {
+  type = "file"
+}

@@ -1,0 +1,8 @@
+locals {
+  data_dir = "data"
+}
+
+connection "files" {
+  type = "file"
+  path = local.datadir
+}

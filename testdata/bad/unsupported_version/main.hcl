@@ -1,0 +1,4 @@
+ferry {
+  tenant           = "acme"
+  required_version = ">= 99.0"
+}
