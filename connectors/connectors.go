@@ -181,3 +181,38 @@ func jsonKind(v any) string {
 		return "number"
 	}
 }
+
+// Flusher is implemented by sinks that buffer writes. The durable runtime calls
+// Flush after a message's writes and before it acknowledges the message, so an
+// acknowledged record is never only in a process's memory.
+type Flusher interface {
+	Flush(ctx context.Context) error
+}
+
+// ConcurrentSink is implemented by sinks whose Write may be called from several
+// goroutines at once. Other sinks get one call at a time.
+type ConcurrentSink interface {
+	ConcurrentWrites() bool
+}
+
+// SinkOptions say how a sink is opened.
+type SinkOptions struct {
+	// Continue is set when the sink continues earlier output: an interrupted
+	// run resumed, or DLQ entries replayed. A sink that replaces its target
+	// when a run starts (a file is truncated) must keep what is there.
+	Continue bool
+}
+
+// SinkOpener is implemented by connections whose sinks depend on SinkOptions.
+// Callers use OpenSink, which falls back to Connection.Sink.
+type SinkOpener interface {
+	SinkWith(cfg cty.Value, opts SinkOptions) (Sink, error)
+}
+
+// OpenSink opens a sink of conn with opts.
+func OpenSink(conn Connection, cfg cty.Value, opts SinkOptions) (Sink, error) {
+	if o, ok := conn.(SinkOpener); ok {
+		return o.SinkWith(cfg, opts)
+	}
+	return conn.Sink(cfg)
+}

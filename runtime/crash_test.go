@@ -7,6 +7,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	_ "github.com/ferryhq/ferry/connectors/file"
+	"github.com/zclconf/go-cty/cty"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -52,6 +54,13 @@ func TestCrashHelper(t *testing.T) {
 		}
 	}
 	job := testJob("acme", "crash", genSource{n: n}, sink)
+	if flaky == 0 {
+		// The reliable case writes through the real file connector, so its
+		// buffering, Flush and continue-on-resume are what the crash tests.
+		job.OpenSink = func(_ context.Context, opts connectors.SinkOptions) (connectors.Sink, error) {
+			return realFileSinkOpts(t, os.Getenv("FERRY_CRASH_OUT"), delay, opts), nil
+		}
+	}
 	job.Retry = RetryPolicy{MaxAttempts: 50, Initial: 20 * time.Millisecond, Max: 200 * time.Millisecond, Multiplier: 2, Jitter: 0.2}
 	res, err := rt.RunJob(context.Background(), job, RunOptions{RunID: os.Getenv("FERRY_CRASH_RUN"), Trigger: "crash-test"})
 	if err != nil {
@@ -154,7 +163,7 @@ func crashRecovery(t *testing.T, flaky time.Duration) {
 		}
 	}
 	if missing > 0 {
-		t.Fatalf("%d of %d records never reached the sink", missing, n)
+		t.Fatalf("%d of %d records never reached the sink\n%s", missing, n, outb)
 	}
 	t.Logf("resumed run: %s %+v; %d records delivered twice (at-least-once)", res.Status, res.Counts, dups)
 	if res.Status != engine.RunSucceeded || res.Counts.Total != n || res.Counts.Success != n || res.Counts.Failed != 0 {
@@ -175,4 +184,43 @@ func crashRecovery(t *testing.T, flaky time.Duration) {
 	if p, _ := rt.DLQ().List(context.Background(), "acme", DLQFilter{}); p.Total != 0 {
 		t.Fatalf("DLQ has %d entries", p.Total)
 	}
+}
+
+// keyedSink wraps the real file sink: it writes {"key", "record"} lines (what
+// readKeys expects) and slows writes down so the parent can kill it mid-run.
+type keyedSink struct {
+	connectors.Sink
+	delay time.Duration
+}
+
+func (k keyedSink) Write(ctx context.Context, ws []connectors.Write) []error {
+	time.Sleep(k.delay)
+	wrapped := make([]connectors.Write, len(ws))
+	for i, w := range ws {
+		wrapped[i] = w
+		wrapped[i].Record = map[string]any{"key": w.Key, "record": w.Record}
+	}
+	return k.Sink.Write(ctx, wrapped)
+}
+
+func (k keyedSink) Flush(ctx context.Context) error { return k.Sink.(connectors.Flusher).Flush(ctx) }
+func (k keyedSink) ConcurrentWrites() bool          { return true }
+
+func realFileSinkOpts(t *testing.T, path string, delay time.Duration, opts connectors.SinkOptions) connectors.Sink {
+	ct, ok := connectors.Lookup("file")
+	if !ok {
+		t.Fatal("file connector not registered")
+	}
+	conn, err := ct.Open(connectors.Env{Dir: filepath.Dir(path)}, cty.ObjectVal(map[string]cty.Value{"path": cty.NullVal(cty.String), "format": cty.NullVal(cty.String)}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := connectors.OpenSink(conn, cty.ObjectVal(map[string]cty.Value{
+		"path": cty.StringVal(filepath.Base(path)), "format": cty.StringVal("ndjson"),
+		"columns": cty.NullVal(cty.List(cty.String)), "append": cty.NullVal(cty.Bool),
+	}), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return keyedSink{Sink: s, delay: delay}
 }

@@ -345,7 +345,7 @@ func (rp *replayer) job(ctx context.Context, integration string) (*Job, connecto
 	if j, err = j.withDefaults(); err != nil {
 		return nil, nil, err
 	}
-	s, err := j.OpenSink(ctx)
+	s, err := j.OpenSink(ctx, connectors.SinkOptions{Continue: true})
 	if err != nil {
 		return nil, nil, fmt.Errorf("replay: open target of %s: %w", integration, err)
 	}

@@ -178,7 +178,7 @@ func testJob(tenant, integration string, src connectors.Source, sink connectors.
 		Tenant: tenant, Integration: integration, Revision: "rev1",
 		NewPreparer: func() Preparer { return testPrep{} },
 		OpenSource:  func(context.Context) (connectors.Source, error) { return src, nil },
-		OpenSink:    func(context.Context) (connectors.Sink, error) { return sink, nil },
+		OpenSink:    func(context.Context, connectors.SinkOptions) (connectors.Sink, error) { return sink, nil },
 		Retry:       RetryPolicy{MaxAttempts: 3, Initial: 5 * time.Millisecond, Max: 20 * time.Millisecond, Multiplier: 2, Jitter: 0.2},
 		Workers:     2,
 	}

@@ -15,18 +15,13 @@ type Preparer interface {
 	Prepare(rec *connectors.Record) engine.Prepared
 }
 
-// Flusher is implemented by sinks that buffer: the runtime calls Flush after a
-// message's writes and before settling and acking it, so an acked record is never
-// only in a process's memory.
-type Flusher interface {
-	Flush(ctx context.Context) error
-}
-
-// ConcurrentSink is implemented by sinks whose Write may be called from several
-// goroutines at once. Other sinks get one call at a time.
-type ConcurrentSink interface {
-	ConcurrentWrites() bool
-}
+// Flusher and ConcurrentSink are the connector SDK's optional sink interfaces:
+// the runtime flushes after a message's writes and before settling and acking
+// it, and serialises Write calls of sinks that are not concurrent.
+type (
+	Flusher        = connectors.Flusher
+	ConcurrentSink = connectors.ConcurrentSink
+)
 
 // Job is one integration ready to run: what the runtime needs of a compiled
 // pipeline and its connections. Program adapts an *engine.Program to Jobs; tests
@@ -40,7 +35,9 @@ type Job struct {
 	NewPreparer func() Preparer
 	// OpenSource and OpenSink open the integration's source and target.
 	OpenSource func(ctx context.Context) (connectors.Source, error)
-	OpenSink   func(ctx context.Context) (connectors.Sink, error)
+	// OpenSink's opts.Continue is set when a run is resumed or DLQ entries are
+	// replayed: earlier output must be kept.
+	OpenSink func(ctx context.Context, opts connectors.SinkOptions) (connectors.Sink, error)
 	// SinkConnection names the target connection (the per-connection call limit).
 	SinkConnection string
 	// CursorField makes the integration incremental ("" = full reads).

@@ -75,7 +75,7 @@ func ProgramJob(tenant string, prog *engine.Program, integration string, secrets
 			}
 			return conn.Source(cfg)
 		},
-		OpenSink: func(context.Context) (connectors.Sink, error) {
+		OpenSink: func(_ context.Context, opts connectors.SinkOptions) (connectors.Sink, error) {
 			conn, err := openConnection(prog.Config, in.Target.Connection, secrets)
 			if err != nil {
 				return nil, fmt.Errorf("integration %q target: %w", integration, err)
@@ -84,7 +84,7 @@ func ProgramJob(tenant string, prog *engine.Program, integration string, secrets
 			if err != nil {
 				return nil, fmt.Errorf("integration %q target: %w", integration, err)
 			}
-			return conn.Sink(cfg)
+			return connectors.OpenSink(conn, cfg, opts)
 		},
 	}
 	return j, nil

@@ -148,7 +148,7 @@ func (r *runner) execute(ctx context.Context, resume bool) (*engine.RunResult, e
 	}
 
 	// Open the target before consuming anything.
-	sink, err := job.OpenSink(ctx)
+	sink, err := job.OpenSink(ctx, connectors.SinkOptions{Continue: resume})
 	if err != nil {
 		return r.finish(ctx, fmt.Errorf("open target: %w", err))
 	}

@@ -562,13 +562,15 @@ func TestRunLevelFailures(t *testing.T) {
 	}
 	// The target cannot open: failed, nothing read.
 	j := testJob("acme", "tgt", genSource{n: 10}, sink)
-	j.OpenSink = func(context.Context) (connectors.Sink, error) { return nil, errors.New("401 unauthorized") }
+	j.OpenSink = func(context.Context, connectors.SinkOptions) (connectors.Sink, error) {
+		return nil, errors.New("401 unauthorized")
+	}
 	res, err = rt.RunJob(ctx, j, RunOptions{})
 	if err != nil || res.Status != engine.RunFailed || res.Counts.Total != 0 {
 		t.Fatalf("%+v %v", res, err)
 	}
 	// The lock was released: the next run of the integration does not wait.
-	j.OpenSink = func(context.Context) (connectors.Sink, error) { return sink, nil }
+	j.OpenSink = func(context.Context, connectors.SinkOptions) (connectors.Sink, error) { return sink, nil }
 	c, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	if res, err = rt.RunJob(c, j, RunOptions{}); err != nil || res.Status != engine.RunSucceeded {

@@ -122,6 +122,7 @@ type Connection struct {
 
 var (
 	_ connectors.Connection = (*Connection)(nil)
+	_ connectors.SinkOpener = (*Connection)(nil)
 	_ connectors.Tester     = (*Connection)(nil)
 )
 
@@ -215,6 +216,13 @@ func (c *Connection) Source(cfg cty.Value) (connectors.Source, error) {
 // is set), so that a file that cannot be written fails the run before any
 // record is read.
 func (c *Connection) Sink(cfg cty.Value) (connectors.Sink, error) {
+	return c.SinkWith(cfg, connectors.SinkOptions{})
+}
+
+// SinkWith opens a file target. With opts.Continue (a resumed run, a DLQ
+// replay) the file is appended to instead of truncated, whatever append says:
+// truncating would drop records that earlier attempts already delivered.
+func (c *Connection) SinkWith(cfg cty.Value, opts connectors.SinkOptions) (connectors.Sink, error) {
 	var tc targetConfig
 	if err := decode(cfg, &tc, "target"); err != nil {
 		return nil, err
@@ -243,7 +251,7 @@ func (c *Connection) Sink(cfg cty.Value) (connectors.Sink, error) {
 		}
 		seen[col] = true
 	}
-	appendMode := tc.Append != nil && *tc.Append
+	appendMode := (tc.Append != nil && *tc.Append) || opts.Continue
 	return openSink(resolve(c.Dir, p), p, format, tc.Columns, appendMode)
 }
 

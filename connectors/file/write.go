@@ -54,7 +54,39 @@ type sink struct {
 	closed bool
 }
 
-var _ connectors.Sink = (*sink)(nil)
+var (
+	_ connectors.Sink           = (*sink)(nil)
+	_ connectors.Flusher        = (*sink)(nil)
+	_ connectors.ConcurrentSink = (*sink)(nil)
+)
+
+// ConcurrentWrites: Write takes the sink's lock, so callers need not serialise.
+func (s *sink) ConcurrentWrites() bool { return true }
+
+// Flush hands buffered records to the operating system, so they survive the
+// process being killed once the runtime acknowledges them. It does not fsync
+// (Close does): a file target is as durable as the file system's own
+// write-back, and an fsync per acknowledged message would cost more than the
+// run. A JSON array's closing ']' is written only by Close; durable runs that
+// may be interrupted should write ndjson, which is valid after every line.
+func (s *sink) Flush(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil
+	}
+	if s.err != nil {
+		return s.writeErr()
+	}
+	if s.cw != nil {
+		s.cw.Flush()
+	}
+	if err := s.w.Flush(); err != nil {
+		s.err = err
+		return s.writeErr()
+	}
+	return nil
+}
 
 func openSink(path, name, format string, columns []string, appendMode bool) (*sink, error) {
 	s := &sink{name: name, path: path, format: format, columns: slices.Clone(columns)}

@@ -389,3 +389,38 @@ func TestAppendJSONMatchesEncodingJSON(t *testing.T) {
 		}
 	}
 }
+
+// A resumed run or a DLQ replay continues a file target: earlier records stay,
+// whatever append says; Flush makes written records visible before Close.
+func TestSinkContinueAndFlush(t *testing.T) {
+	dir := t.TempDir()
+	conn := openConn(t, dir, "")
+	first := newSink(t, conn, `path = "out.ndjson"`)
+	writeAll(t, first, map[string]any{"id": 1})
+	if err := first.(connectors.Flusher).Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got := readFileString(t, filepath.Join(dir, "out.ndjson")); got != "{\"id\":1}\n" {
+		t.Fatalf("after Flush the file holds %q", got)
+	}
+	// No Close: the process "dies" here. The resumed run continues the file.
+	cfg := decodeHCL(t, TargetSpec, `path = "out.ndjson"`)
+	again, err := conn.(connectors.SinkOpener).SinkWith(cfg, connectors.SinkOptions{Continue: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeAll(t, again, map[string]any{"id": 2})
+	if err := again.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got := readFileString(t, filepath.Join(dir, "out.ndjson")); got != "{\"id\":1}\n{\"id\":2}\n" {
+		t.Fatalf("continued file holds %q", got)
+	}
+	// A new run (not continuing) starts the file afresh.
+	fresh := newSink(t, conn, `path = "out.ndjson"`)
+	writeAll(t, fresh, map[string]any{"id": 3})
+	fresh.Close(context.Background())
+	if got := readFileString(t, filepath.Join(dir, "out.ndjson")); got != "{\"id\":3}\n" {
+		t.Fatalf("new run's file holds %q", got)
+	}
+}
