@@ -314,6 +314,9 @@ func (r *runner) finish(ctx context.Context, runErr error) (*engine.RunResult, e
 	return run.Result(failures), nil
 }
 
+// maxInflightPublishes bounds ingest's unacknowledged publishes.
+const maxInflightPublishes = 16
+
 // infraError marks an ingest failure of JetStream (not of the source): the run is
 // left resumable instead of being ended.
 type infraError struct{ err error }
@@ -388,8 +391,10 @@ func (r *runner) ingest(ctx context.Context, from Cursor) (int64, *Cursor, error
 		}
 		pending = append(pending, f)
 		batch, bytes = batch[:0], 0
-		if len(pending) >= 512 {
-			return await(256)
+		// Bound what is in flight: each message holds up to maxMessageBytes,
+		// and hundreds of unacknowledged publishes were most of a run's memory.
+		if len(pending) >= maxInflightPublishes {
+			return await(maxInflightPublishes / 2)
 		}
 		return nil
 	}

@@ -17,6 +17,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	goruntime "runtime"
 	"runtime/pprof"
 	"strconv"
 	"strings"
@@ -26,6 +27,7 @@ import (
 	"github.com/ferryhq/ferry/connectors/file"
 	"github.com/ferryhq/ferry/engine"
 	"github.com/ferryhq/ferry/lang"
+	ferryruntime "github.com/ferryhq/ferry/runtime"
 )
 
 const benchConfig = `
@@ -115,6 +117,7 @@ type result struct {
 	Records int64   `json:"records"`
 	Seconds float64 `json:"seconds"`
 	RSSMB   float64 `json:"rssMB"`
+	LiveMB  float64 `json:"liveMB"` // heap still live after the run: growth here would be a leak
 }
 
 func (r result) perSecond() float64 { return float64(r.Records) / r.Seconds }
@@ -139,8 +142,8 @@ func compare(n, workers int) error {
 			return err
 		}
 		if size != n {
-			fmt.Printf("  ferry engine      %9.0f records/s   peak RSS %5.1f MB  (%.1f MB at %d records: %+.1f MB)\n",
-				eng.perSecond(), eng.RSSMB, small.RSSMB, n, eng.RSSMB-small.RSSMB)
+			fmt.Printf("  ferry engine      %9.0f records/s   peak RSS %5.1f MB  (%.1f MB at %d records: %+.1f MB; live heap after the run %.1f MB vs %.1f MB)\n",
+				eng.perSecond(), eng.RSSMB, small.RSSMB, n, eng.RSSMB-small.RSSMB, eng.LiveMB, small.LiveMB)
 			continue
 		}
 		small = eng
@@ -151,6 +154,14 @@ func compare(n, workers int) error {
 		fmt.Printf("  ferry engine      %9.0f records/s   peak RSS %5.1f MB\n", eng.perSecond(), eng.RSSMB)
 		fmt.Printf("  hand-written loop %9.0f records/s   peak RSS %5.1f MB  (single core)\n", loop.perSecond(), loop.RSSMB)
 		fmt.Printf("  ratio engine/loop %9.2fx\n", eng.perSecond()/loop.perSecond())
+		for _, m := range []struct{ mode, label string }{{"durable", "durable (JetStream)"}, {"durable-strict", "durable, sync always"}} {
+			os.RemoveAll(filepath.Join(dir, "data"))
+			d, err := child(m.mode, dir, workers)
+			if err != nil {
+				return err
+			}
+			fmt.Printf("  %-22s %9.0f records/s   peak RSS %5.1f MB\n", m.label, d.perSecond(), d.RSSMB)
+		}
 	}
 	return nil
 }
@@ -208,13 +219,23 @@ func measure(mode, dir string, workers int) error {
 		records, err = runEngine(dir, workers)
 	case "loop":
 		records, err = runLoop(dir)
+	case "durable", "durable-strict":
+		sync := "default"
+		if mode == "durable-strict" {
+			sync = "always"
+		}
+		records, err = runDurable(dir, workers, sync)
 	default:
 		err = fmt.Errorf("unknown mode %q", mode)
 	}
 	if err != nil {
 		return err
 	}
-	return json.NewEncoder(os.Stdout).Encode(result{Records: records, Seconds: time.Since(start).Seconds()})
+	elapsed := time.Since(start).Seconds()
+	goruntime.GC()
+	var ms goruntime.MemStats
+	goruntime.ReadMemStats(&ms)
+	return json.NewEncoder(os.Stdout).Encode(result{Records: records, Seconds: elapsed, LiveMB: float64(ms.HeapAlloc) / 1e6})
 }
 
 func runEngine(dir string, workers int) (int64, error) {
@@ -232,6 +253,36 @@ func runEngine(dir string, workers int) (int64, error) {
 	}
 	if res.Counts.Failed > 0 {
 		return 0, fmt.Errorf("engine run failed %d records: %s", res.Counts.Failed, res.Error)
+	}
+	return res.Counts.Total, nil
+}
+
+// runDurable runs the same integration through the durable runtime: file →
+// JetStream work stream → stages → file, each message acked after execute.
+func runDurable(dir string, workers int, sync string) (int64, error) {
+	cfg, diags := lang.Load(dir, lang.LoadOptions{})
+	if diags.HasErrors() {
+		return 0, diags
+	}
+	prog, diags := engine.Compile(cfg)
+	if diags.HasErrors() {
+		return 0, diags
+	}
+	if workers > 0 {
+		prog.Config.Integrations["bench"].Workers = workers
+	}
+	ctx := context.Background()
+	rt, err := ferryruntime.Open(ctx, ferryruntime.Options{DataDir: filepath.Join(dir, "data"), SyncPolicy: sync})
+	if err != nil {
+		return 0, err
+	}
+	defer rt.Close()
+	res, err := rt.Run(ctx, "bench", prog, "bench", ferryruntime.RunOptions{Trigger: "bench"})
+	if err != nil {
+		return 0, err
+	}
+	if res.Counts.Failed > 0 {
+		return 0, fmt.Errorf("durable run failed %d records: %s", res.Counts.Failed, res.Error)
 	}
 	return res.Counts.Total, nil
 }
