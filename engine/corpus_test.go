@@ -84,10 +84,10 @@ func TestBadCorpus(t *testing.T) {
 					}
 				}()
 				cfg, diags = lang.Load(dir, lang.LoadOptions{})
-				if !diags.HasErrors() { // the expression-level problems
-					_, cdiags := engine.Compile(cfg)
-					diags = append(diags, cdiags...)
-				}
+				// Compile even a config with errors, as validate does, so
+				// expression problems are reported in the same pass.
+				_, cdiags := engine.Compile(cfg)
+				diags = append(diags, cdiags...)
 			}()
 			if cfg == nil {
 				t.Fatal("Load returned a nil config")

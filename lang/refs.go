@@ -105,7 +105,7 @@ func (l *loader) checkRefs(travs []hcl.Traversal) ([]hcl.Range, hcl.Diagnostics)
 				diags = append(diags, &hcl.Diagnostic{
 					Severity: hcl.DiagError,
 					Summary:  "Reference to undeclared " + kindNoun[root],
-					Detail: fmt.Sprintf("%s named %q has not been declared.%s", article(kindNoun[root]), name,
+					Detail: fmt.Sprintf("%s named %q has not been declared.%s", capitalArticle(kindNoun[root]), name,
 						didYouMean(name, l.declaredNames(root))),
 					Subject: rng.Ptr(),
 				})
@@ -197,7 +197,7 @@ func (l *loader) decodeRef(attr *hcl.Attribute, kind string) (string, hcl.Diagno
 		return "", hcl.Diagnostics{{
 			Severity: hcl.DiagError,
 			Summary:  "Reference to undeclared " + kindNoun[kind],
-			Detail:   fmt.Sprintf("%s named %q has not been declared.%s", article(kindNoun[kind]), name, didYouMean(name, l.declaredNames(kind))),
+			Detail:   fmt.Sprintf("%s named %q has not been declared.%s", capitalArticle(kindNoun[kind]), name, didYouMean(name, l.declaredNames(kind))),
 			Subject:  trav.SourceRange().Ptr(),
 		}}
 	}
@@ -340,4 +340,10 @@ func article(noun string) string {
 		return "an " + noun
 	}
 	return "a " + noun
+}
+
+// capitalArticle is article for the start of a sentence.
+func capitalArticle(noun string) string {
+	a := article(noun)
+	return strings.ToUpper(a[:1]) + a[1:]
 }

@@ -59,7 +59,10 @@ func loadProgram(c *ctx, f *configFlags, dir string) (*engine.Program, hcl.Diagn
 		files = cfg.Files
 	}
 	if diags.HasErrors() {
-		return nil, diags, files
+		// Still compile what did load, so expression errors are reported in
+		// the same pass as the structural ones.
+		_, cdiags := engine.Compile(cfg)
+		return nil, append(diags, cdiags...), files
 	}
 	prog, cdiags := engine.Compile(cfg)
 	diags = append(diags, cdiags...)
