@@ -65,11 +65,12 @@ type Options struct {
 
 // Runtime is an open connection to JetStream with ferry's streams and buckets.
 type Runtime struct {
-	opts Options
-	log  *slog.Logger
-	ns   *server.Server // nil with an external NATS
-	nc   *nats.Conn
-	js   jetstream.JetStream
+	unlockDataDir func() // releases the embedded store\'s directory lock
+	opts          Options
+	log           *slog.Logger
+	ns            *server.Server // nil with an external NATS
+	nc            *nats.Conn
+	js            jetstream.JetStream
 
 	work     jetstream.Stream
 	runsKV   jetstream.KeyValue
@@ -119,7 +120,18 @@ func Open(ctx context.Context, opts Options) (*Runtime, error) {
 	if opts.NATSURL != "" {
 		rt.nc, err = connectExternal(opts)
 	} else {
+		// Two processes on one file store crash the embedded server: the
+		// second is refused up front instead.
+		if rt.unlockDataDir, err = lockDataDir(opts.DataDir); err != nil {
+			if errors.Is(err, ErrDataDirBusy) {
+				return nil, fmt.Errorf("runtime: data directory %s: %w", opts.DataDir, err)
+			}
+			return nil, fmt.Errorf("runtime: lock data directory %s: %w", opts.DataDir, err)
+		}
 		rt.ns, rt.nc, err = startEmbedded(opts)
+		if err != nil {
+			rt.unlockDataDir()
+		}
 	}
 	if err != nil {
 		return nil, err
@@ -135,6 +147,9 @@ func Open(ctx context.Context, opts Options) (*Runtime, error) {
 	}
 	return rt, nil
 }
+
+// ErrDataDirBusy means another process has the embedded store's data directory open.
+var ErrDataDirBusy = errors.New("in use by another ferry process")
 
 func startEmbedded(opts Options) (*server.Server, *nats.Conn, error) {
 	if opts.DataDir == "" {
@@ -264,6 +279,9 @@ func (rt *Runtime) Close() error {
 		if rt.ns != nil {
 			rt.ns.Shutdown()
 			rt.ns.WaitForShutdown()
+		}
+		if rt.unlockDataDir != nil {
+			rt.unlockDataDir()
 		}
 	})
 	return err

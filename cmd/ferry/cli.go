@@ -17,6 +17,56 @@ type command struct {
 	examples string
 	flags    func(fs *flag.FlagSet) // declares the command's flags
 	run      func(c *ctx, args []string) int
+
+	// subs are the subcommands of a command group (ferry dlq ls); their names
+	// are the full path ("dlq ls"). defaultSub runs when the first argument is
+	// absent or a flag ("ferry runs --json" is "ferry runs ls --json").
+	subs       []*command
+	defaultSub string
+}
+
+// short is the first line of the summary, for command lists.
+func (c *command) short() string {
+	s, _, _ := strings.Cut(c.summary, "\n")
+	return s
+}
+
+// sub returns the subcommand named word of a group, or nil.
+func (c *command) sub(word string) *command {
+	for _, s := range c.subs {
+		if s.name == c.name+" "+word {
+			return s
+		}
+	}
+	return nil
+}
+
+// resolve picks the subcommand of a group from args; it returns the command to
+// run, the remaining arguments, and an error for an unknown subcommand.
+func (c *command) resolve(args []string) (*command, []string, error) {
+	for len(c.subs) > 0 {
+		if len(args) > 0 {
+			if s := c.sub(args[0]); s != nil {
+				c, args = s, args[1:]
+				continue
+			}
+			if !strings.HasPrefix(args[0], "-") {
+				var names []string
+				for _, s := range c.subs {
+					names = append(names, strings.TrimPrefix(s.name, c.name+" "))
+				}
+				return nil, nil, fmt.Errorf("unknown subcommand %q of ferry %s; it has: %s", args[0], c.name, strings.Join(names, ", "))
+			}
+			if args[0] == "-h" || args[0] == "--help" || args[0] == "-help" {
+				return c, args, nil
+			}
+		}
+		if c.defaultSub == "" {
+			return c, args, nil
+		}
+		c = c.sub(c.defaultSub)
+	}
+	return c, args, nil
 }
 
 // ctx carries the output streams and the parsed flag set of one invocation.
@@ -52,6 +102,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if args[0] == "help" {
 		if len(args) > 1 {
 			if c := lookupCommand(args[1]); c != nil {
+				if s, _, err := c.resolve(append(args[2:len(args):len(args)], "--help")); err == nil {
+					c = s
+				}
 				commandHelp(stdout, c)
 				return 0
 			}
@@ -67,12 +120,24 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "Error: unknown command %q.%s\nRun 'ferry --help' for the list of commands.\n", args[0], suggestCommand(args[0]))
 		return 1
 	}
+	cmd, rest, err := cmd.resolve(args[1:])
+	if err != nil {
+		fmt.Fprintf(stderr, "Error: %v\nRun 'ferry %s --help' for usage.\n", err, args[0])
+		return 1
+	}
+	if cmd.run == nil { // a group without a default subcommand
+		commandHelp(stdout, cmd)
+		if len(rest) > 0 && (rest[0] == "-h" || rest[0] == "--help" || rest[0] == "-help") {
+			return 0
+		}
+		return 1
+	}
 	fs := flag.NewFlagSet("ferry "+cmd.name, flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	if cmd.flags != nil {
 		cmd.flags(fs)
 	}
-	rest, err := parseInterspersed(fs, args[1:])
+	rest, err = parseInterspersed(fs, rest)
 	if errors.Is(err, flag.ErrHelp) {
 		commandHelp(stdout, cmd)
 		return 0
@@ -112,7 +177,7 @@ func usage(w io.Writer) {
 	}
 	sort.Strings(names)
 	for _, n := range names {
-		fmt.Fprintf(w, "  %-10s %s\n", n, lookupCommand(n).summary)
+		fmt.Fprintf(w, "  %-10s %s\n", n, lookupCommand(n).short())
 	}
 	fmt.Fprintf(w, "\nRun 'ferry <command> --help' for a command's flags and examples.\n")
 }
@@ -129,6 +194,13 @@ func commandHelp(w io.Writer, c *command) {
 		fmt.Fprintf(w, "\nFlags:\n")
 		fs.SetOutput(w)
 		fs.PrintDefaults()
+	}
+	if len(c.subs) > 0 {
+		fmt.Fprintf(w, "\nSubcommands:\n")
+		for _, s := range c.subs {
+			fmt.Fprintf(w, "  %-18s %s\n", s.name, s.short())
+		}
+		fmt.Fprintf(w, "\nRun 'ferry %s <subcommand> --help' for its flags and examples.\n", c.name)
 	}
 	if c.examples != "" {
 		fmt.Fprintf(w, "\nExamples:\n%s\n", strings.TrimRight(c.examples, "\n"))

@@ -1,8 +1,12 @@
 package main
 
 import (
+	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/rogpeppe/go-internal/testscript"
@@ -28,5 +32,47 @@ func TestScripts(t *testing.T) {
 			return nil
 		},
 		RequireExplicitExec: true,
+		Cmds:                map[string]func(ts *testscript.TestScript, neg bool, args []string){"cpdir": cmdCpdir, "jsonget": cmdJSONGet},
 	})
+}
+
+// cmdCpdir copies a directory tree: cpdir SRC DST.
+func cmdCpdir(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 2 {
+		ts.Fatalf("usage: cpdir SRC DST")
+	}
+	src, dst := ts.MkAbs(args[0]), ts.MkAbs(args[1])
+	ts.Check(os.CopyFS(dst, os.DirFS(src)))
+}
+
+// cmdJSONGet sets an environment variable from a JSON file: jsonget FILE PATH VAR.
+// PATH is dotted; numbers index arrays (entries.0.id). Use after "cp stdout FILE".
+func cmdJSONGet(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 3 {
+		ts.Fatalf("usage: jsonget FILE PATH VAR")
+	}
+	var v any
+	ts.Check(json.Unmarshal([]byte(ts.ReadFile(args[0])), &v))
+	for _, step := range strings.Split(args[1], ".") {
+		switch x := v.(type) {
+		case map[string]any:
+			v = x[step]
+		case []any:
+			i, err := strconv.Atoi(step)
+			if err != nil || i < 0 || i >= len(x) {
+				ts.Fatalf("jsonget %s: no element %q in an array of %d", args[1], step, len(x))
+			}
+			v = x[i]
+		default:
+			ts.Fatalf("jsonget %s: %q not found", args[1], step)
+		}
+	}
+	if v == nil {
+		ts.Fatalf("jsonget %s: not found", args[1])
+	}
+	if s, ok := v.(string); ok {
+		ts.Setenv(args[2], s)
+		return
+	}
+	ts.Setenv(args[2], fmt.Sprint(v))
 }

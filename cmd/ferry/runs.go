@@ -1,0 +1,199 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+
+	"github.com/ferryhq/ferry/engine"
+	"github.com/ferryhq/ferry/runtime"
+)
+
+func init() {
+	register(&command{
+		name:    "runs",
+		usage:   "runs [ls|show] [flags]",
+		summary: "List the run history and show one run with its per-entity errors.",
+		examples: `  ferry runs
+  ferry runs --integration products_to_items --status partial
+  ferry runs show 3bQkzPqLxV2hM5w9aT0r1c
+  ferry runs show nightly-2025-03-18 --config examples/quickstart --json`,
+		subs:       []*command{runsLs(), runsShow()},
+		defaultSub: "ls",
+	})
+}
+
+const storeNote = `
+The run data is read from the embedded runtime's data directory CONFIG/.ferry, where
+ferry run keeps it (--data-dir elsewhere, --nats-url for an external NATS). CONFIG is
+--config (default "."); its ferry { tenant } names the tenant (else --tenant, else "default").`
+
+func runsLs() *command {
+	var sf storeFlags
+	var integration, status string
+	var page, pageSize int
+	return &command{
+		name:    "runs ls",
+		usage:   "runs [ls] [--integration NAME] [--status S] [--page N] [--page-size N] [--json] [--config DIR]",
+		summary: "List runs, newest first: ID, INTEGRATION, STATUS, counts, STARTED (UTC), DURATION.\n" + storeNote,
+		examples: `  ferry runs
+  ferry runs --integration products_to_items --status failed --json
+  ferry runs --page 2 --page-size 20 --config examples/quickstart`,
+		flags: func(fs *flag.FlagSet) {
+			sf.declare(fs)
+			fs.StringVar(&integration, "integration", "", "only runs of this integration")
+			fs.StringVar(&status, "status", "", "only runs with this status: queued, running, succeeded, partial, failed")
+			fs.IntVar(&page, "page", 1, "page number, from 1")
+			fs.IntVar(&pageSize, "page-size", 50, "runs per page")
+		},
+		run: func(c *ctx, args []string) int {
+			if len(args) > 0 {
+				return c.errorf("unexpected argument %q: ferry runs ls takes flags only (the configuration directory is --config DIR)", args[0])
+			}
+			switch engine.RunStatus(status) {
+			case "", engine.RunQueued, engine.RunRunning, engine.RunSucceeded, engine.RunPartial, engine.RunFailed:
+			default:
+				return c.errorf("invalid --status %q: use queued, running, succeeded, partial or failed", status)
+			}
+			if page < 1 || pageSize < 1 {
+				return c.errorf("--page and --page-size start at 1")
+			}
+			tenant, _, ok := sf.readTenant(c)
+			if !ok {
+				return 1
+			}
+			return sf.withStore(c, func(ctx context.Context, rt *runtime.Runtime) int {
+				p, err := rt.Runs().List(ctx, tenant, runtime.RunFilter{Integration: integration, Status: engine.RunStatus(status), Page: page, PageSize: pageSize})
+				if err != nil {
+					return storeError(c, err, "runs", "", tenant, "ferry runs")
+				}
+				if p.Runs == nil {
+					p.Runs = []*runtime.Run{}
+				}
+				if sf.jsonOut {
+					writeJSON(c.stdout, p)
+					return 0
+				}
+				if p.Total == 0 {
+					fmt.Fprintf(c.stdout, "No runs in tenant %s match.\n", tenant)
+					return 0
+				}
+				tw := newTable(c.stdout)
+				fmt.Fprintln(tw, "ID\tINTEGRATION\tSTATUS\tTOTAL\tSUCCESS\tFAILED\tSKIPPED\tSTARTED\tDURATION")
+				for _, r := range p.Runs {
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%d\t%s\t%s\n", r.ID, r.Integration, r.Status,
+						r.Counts.Total, r.Counts.Success, r.Counts.Failed, r.Counts.Skipped, fmtTime(r.Started), fmtDuration(r.Started, r.Ended))
+				}
+				tw.Flush()
+				pageFooter(c.stdout, p.Page, p.PageSize, len(p.Runs), p.Total, "runs")
+				return 0
+			})
+		},
+	}
+}
+
+// runError is one per-entity error of a run, with its DLQ entry.
+type runError struct {
+	engine.RecordFailure
+	Record    any    `json:"record,omitempty"` // hide the engine's record field: the DLQ entry holds it
+	DLQID     string `json:"dlqId,omitempty"`
+	DLQStatus string `json:"dlqStatus,omitempty"`
+}
+
+func runsShow() *command {
+	var sf storeFlags
+	return &command{
+		name:    "runs show",
+		usage:   "runs show ID [--json] [--config DIR]",
+		summary: "Show one run (its id is the correlation id) with its per-entity errors.\n\nThe errors table has KEY, STAGE, CATEGORY, ATTEMPTS, the DLQ entry and its status, MESSAGE.\n" + storeNote,
+		examples: `  ferry runs show 3bQkzPqLxV2hM5w9aT0r1c
+  ferry runs show nightly-2025-03-18 --json`,
+		flags: sf.declare,
+		run: func(c *ctx, args []string) int {
+			if len(args) != 1 {
+				return c.errorf("ferry runs show takes one run id (see: ferry runs)")
+			}
+			id := args[0]
+			tenant, _, ok := sf.readTenant(c)
+			if !ok {
+				return 1
+			}
+			return sf.withStore(c, func(ctx context.Context, rt *runtime.Runtime) int {
+				r, err := rt.Runs().Get(ctx, tenant, id)
+				if err != nil {
+					return storeError(c, err, "run", id, tenant, "ferry runs"+hintFlags(sf.config, &sf.connFlags))
+				}
+				failures, err := rt.Runs().Errors(ctx, tenant, id)
+				if err != nil {
+					return c.errorf("%v", err)
+				}
+				errs := []runError{}
+				if len(failures) > 0 {
+					entries, err := rt.DLQ().List(ctx, tenant, runtime.DLQFilter{RunID: id, PageSize: 1 << 30})
+					if err != nil {
+						return c.errorf("%v", err)
+					}
+					byPos := map[[2]string]*runtime.DLQEntry{}
+					for _, e := range entries.Entries {
+						byPos[[2]string{e.Key, e.Position}] = e
+					}
+					for _, f := range failures {
+						f.Record = nil
+						re := runError{RecordFailure: f}
+						if e := byPos[[2]string{f.Key, f.Position}]; e != nil {
+							re.DLQID, re.DLQStatus = e.ID, string(e.Status)
+						}
+						errs = append(errs, re)
+					}
+				}
+				if sf.jsonOut {
+					writeJSON(c.stdout, struct {
+						*runtime.Run
+						Errors []runError `json:"errors"`
+					}{r, errs})
+					return 0
+				}
+				tw := newTable(c.stdout)
+				row := func(k, v string) { fmt.Fprintf(tw, "%s:\t%s\n", k, v) }
+				row("Run", r.ID)
+				row("Tenant", r.Tenant)
+				row("Integration", r.Integration)
+				row("Status", string(r.Status))
+				row("Counts", countsLine(r.Counts))
+				row("Trigger", orDash(r.Trigger))
+				row("Revision", orDash(r.Revision))
+				row("Queued", fmtTime(r.Queued))
+				row("Started", fmtTime(r.Started))
+				row("Ended", fmtTime(r.Ended))
+				row("Duration", fmtDuration(r.Started, r.Ended))
+				if r.CursorFrom != nil && !r.CursorFrom.IsZero() {
+					row("Cursor from", fmt.Sprintf("%s (key %s)", r.CursorFrom.Value, r.CursorFrom.Key))
+				}
+				if r.Resumes > 0 {
+					row("Resumes", fmt.Sprint(r.Resumes))
+				}
+				if r.Replays > 0 {
+					row("Replays", fmt.Sprint(r.Replays))
+				}
+				if r.Error != "" {
+					row("Error", r.Error)
+				}
+				tw.Flush()
+				if len(errs) == 0 {
+					fmt.Fprintf(c.stdout, "\nNo per-entity errors.\n")
+					return 0
+				}
+				fmt.Fprintf(c.stdout, "\nErrors (%d):\n", len(errs))
+				tw = newTable(c.stdout)
+				fmt.Fprintln(tw, "KEY\tSTAGE\tCATEGORY\tATTEMPTS\tDLQ ENTRY\tDLQ STATUS\tMESSAGE")
+				for _, e := range errs {
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\n", oneLine(e.Key, 40), e.Stage, orDash(string(e.Category)), e.Attempts,
+						orDash(e.DLQID), orDash(e.DLQStatus), oneLine(e.Message, 100))
+				}
+				tw.Flush()
+				fmt.Fprintf(c.stdout, "\nInspect and replay them: ferry dlq ls --run %s%s\n", r.ID, hintFlags(sf.config, &sf.connFlags))
+				return 0
+			})
+		},
+	}
+}
