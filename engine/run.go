@@ -105,7 +105,7 @@ func (p *Program) Run(ctx context.Context, integration string, opts RunOptions) 
 	}
 	sink := opts.Sink
 	if sink == nil {
-		s, err := p.openSink(pl, opts.Secrets)
+		s, err := p.openSink(pl, opts.Secrets, connectors.SinkOptions{})
 		if err != nil {
 			return nil, err
 		}
@@ -470,7 +470,26 @@ func (p *Program) openSource(pl *Pipeline, secrets func(string) (string, error))
 	return src, nil
 }
 
-func (p *Program) openSink(pl *Pipeline, secrets func(string) (string, error)) (connectors.Sink, error) {
+// OpenSource opens an integration's source with secrets resolved. The durable
+// runtime opens connections through it too.
+func (p *Program) OpenSource(integration string, secrets func(string) (string, error)) (connectors.Source, error) {
+	pl, ok := p.Pipelines[integration]
+	if !ok {
+		return nil, fmt.Errorf("%w: %q", ErrUnknownIntegration, integration)
+	}
+	return p.openSource(pl, secrets)
+}
+
+// OpenSink opens an integration's target with secrets resolved.
+func (p *Program) OpenSink(integration string, secrets func(string) (string, error), opts connectors.SinkOptions) (connectors.Sink, error) {
+	pl, ok := p.Pipelines[integration]
+	if !ok {
+		return nil, fmt.Errorf("%w: %q", ErrUnknownIntegration, integration)
+	}
+	return p.openSink(pl, secrets, opts)
+}
+
+func (p *Program) openSink(pl *Pipeline, secrets func(string) (string, error), opts connectors.SinkOptions) (connectors.Sink, error) {
 	t := pl.Integration.Target
 	if t == nil {
 		return nil, fmt.Errorf("integration %q has no target", pl.Name)
@@ -483,7 +502,7 @@ func (p *Program) openSink(pl *Pipeline, secrets func(string) (string, error)) (
 	if err != nil {
 		return nil, fmt.Errorf("integration %q target: %w", pl.Name, err)
 	}
-	sink, err := conn.Sink(cfg)
+	sink, err := connectors.OpenSink(conn, cfg, opts)
 	if err != nil {
 		return nil, fmt.Errorf("integration %q target: %w", pl.Name, err)
 	}

@@ -7,7 +7,6 @@ import (
 	"github.com/ferryhq/ferry/connectors"
 	"github.com/ferryhq/ferry/engine"
 	"github.com/ferryhq/ferry/lang"
-	"github.com/zclconf/go-cty/cty"
 )
 
 // Run runs one integration of a compiled configuration durably (see RunJob).
@@ -65,26 +64,10 @@ func ProgramJob(tenant string, prog *engine.Program, integration string, secrets
 		BatchSize:         pl.BatchSize,
 		AllowParallelRuns: in.AllowParallelRuns,
 		OpenSource: func(context.Context) (connectors.Source, error) {
-			conn, err := openConnection(prog.Config, in.Source.Connection, secrets)
-			if err != nil {
-				return nil, fmt.Errorf("integration %q source: %w", integration, err)
-			}
-			cfg, err := resolveSecrets(in.Source.Config, secrets)
-			if err != nil {
-				return nil, fmt.Errorf("integration %q source: %w", integration, err)
-			}
-			return conn.Source(cfg)
+			return prog.OpenSource(integration, secrets)
 		},
 		OpenSink: func(_ context.Context, opts connectors.SinkOptions) (connectors.Sink, error) {
-			conn, err := openConnection(prog.Config, in.Target.Connection, secrets)
-			if err != nil {
-				return nil, fmt.Errorf("integration %q target: %w", integration, err)
-			}
-			cfg, err := resolveSecrets(in.Target.Config, secrets)
-			if err != nil {
-				return nil, fmt.Errorf("integration %q target: %w", integration, err)
-			}
-			return connectors.OpenSink(conn, cfg, opts)
+			return prog.OpenSink(integration, secrets, opts)
 		},
 	}
 	return j, nil
@@ -114,34 +97,4 @@ func RetryPolicyOf(r *lang.Retry) RetryPolicy {
 	return p
 }
 
-func openConnection(cfg *lang.Config, name string, secrets func(string) (string, error)) (connectors.Connection, error) {
-	c, ok := cfg.Connections[name]
-	if !ok || c == nil {
-		return nil, fmt.Errorf("connection %q is not declared", name)
-	}
-	ct, ok := connectors.Lookup(c.Type)
-	if !ok {
-		return nil, fmt.Errorf("connection %q: unknown connector type %q", name, c.Type)
-	}
-	v, err := resolveSecrets(c.Config, secrets)
-	if err != nil {
-		return nil, fmt.Errorf("connection %q: %w", name, err)
-	}
-	conn, err := ct.Open(connectors.Env{Dir: cfg.Dir}, v)
-	if err != nil {
-		return nil, fmt.Errorf("opening connection %q: %w", name, err)
-	}
-	return conn, nil
-}
 
-func resolveSecrets(v cty.Value, secrets func(string) (string, error)) (cty.Value, error) {
-	if v.Type() == cty.NilType {
-		return cty.EmptyObjectVal, nil
-	}
-	if secrets == nil {
-		secrets = func(name string) (string, error) {
-			return "", fmt.Errorf("no secret store is configured (secret %q)", name)
-		}
-	}
-	return lang.ResolveSecrets(v, secrets)
-}
