@@ -96,5 +96,3 @@ func RetryPolicyOf(r *lang.Retry) RetryPolicy {
 	}
 	return p
 }
-
-
