@@ -8,7 +8,9 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/rogpeppe/go-internal/testscript"
 )
 
@@ -32,7 +34,7 @@ func TestScripts(t *testing.T) {
 			return nil
 		},
 		RequireExplicitExec: true,
-		Cmds:                map[string]func(ts *testscript.TestScript, neg bool, args []string){"cpdir": cmdCpdir, "jsonget": cmdJSONGet},
+		Cmds:                map[string]func(ts *testscript.TestScript, neg bool, args []string){"cpdir": cmdCpdir, "jsonget": cmdJSONGet, "nats-server": cmdNATSServer},
 	})
 }
 
@@ -75,4 +77,20 @@ func cmdJSONGet(ts *testscript.TestScript, neg bool, args []string) {
 		return
 	}
 	ts.Setenv(args[2], fmt.Sprint(v))
+}
+
+// cmdNATSServer starts an external NATS with JetStream on a random loopback
+// port for the rest of the script and sets $NATS_URL: nats-server.
+func cmdNATSServer(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 0 {
+		ts.Fatalf("usage: nats-server")
+	}
+	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: ts.MkAbs("nats-data"), NoSigs: true, NoLog: true})
+	ts.Check(err)
+	ns.Start()
+	if !ns.ReadyForConnections(10 * time.Second) {
+		ts.Fatalf("nats-server did not start")
+	}
+	ts.Defer(ns.Shutdown)
+	ts.Setenv("NATS_URL", ns.ClientURL())
 }

@@ -33,6 +33,7 @@ type connFlags struct {
 	dataDir string
 	natsURL string
 	creds   string
+	tls     runtime.TLSOptions
 	sync    string
 }
 
@@ -40,6 +41,9 @@ func (f *connFlags) declare(fs *flag.FlagSet) {
 	fs.StringVar(&f.dataDir, "data-dir", "", "data directory of the embedded runtime: run history, DLQ, cursors (default: .ferry in the configuration directory)")
 	fs.StringVar(&f.natsURL, "nats-url", "", "use an external NATS (nats://host:4222) instead of the embedded runtime")
 	fs.StringVar(&f.creds, "creds", "", "NATS credentials file for --nats-url")
+	fs.StringVar(&f.tls.CAFile, "tls-ca", "", "CA certificate that signed the external NATS's certificate")
+	fs.StringVar(&f.tls.CertFile, "tls-cert", "", "client certificate for mutual TLS with the external NATS (with --tls-key)")
+	fs.StringVar(&f.tls.KeyFile, "tls-key", "", "client key for --tls-cert")
 }
 
 func (f *connFlags) declareSync(fs *flag.FlagSet) {
@@ -67,13 +71,18 @@ func (f *connFlags) open(ctx context.Context, c *ctx, dir string, mustExist bool
 	if f.sync != "" && f.sync != runtime.SyncDefault && f.sync != runtime.SyncAlways {
 		return nil, fmt.Errorf("invalid --sync %q: use default or always", f.sync)
 	}
-	if f.creds != "" && f.natsURL == "" {
-		return nil, fmt.Errorf("--creds needs --nats-url")
+	tlsSet := f.tls != (runtime.TLSOptions{})
+	if (f.creds != "" || tlsSet) && f.natsURL == "" {
+		return nil, fmt.Errorf("--creds and --tls-* apply to an external NATS: add --nats-url")
+	}
+	if (f.tls.CertFile == "") != (f.tls.KeyFile == "") {
+		return nil, fmt.Errorf("--tls-cert and --tls-key go together")
 	}
 	opts := runtime.Options{
 		NATSURL:    f.natsURL,
 		CredsFile:  f.creds,
 		SyncPolicy: f.sync,
+		TLS:        tlsOptions(f.tls, tlsSet),
 		Logger:     slog.New(slog.NewTextHandler(c.stderr, &slog.HandlerOptions{Level: slog.LevelInfo, ReplaceAttr: dropTime})),
 	}
 	if f.natsURL == "" {
@@ -339,4 +348,11 @@ func plural(n int64, one, many string) string {
 
 func countsLine(k engine.Counts) string {
 	return fmt.Sprintf("total=%d success=%d failed=%d skipped=%d retried=%d", k.Total, k.Success, k.Failed, k.Skipped, k.Retried)
+}
+
+func tlsOptions(t runtime.TLSOptions, set bool) *runtime.TLSOptions {
+	if !set {
+		return nil
+	}
+	return &t
 }
