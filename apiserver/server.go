@@ -1,0 +1,199 @@
+// Package apiserver is ferry's HTTP API: API keys and tenants, the applied
+// configuration kept as numbered revisions of HCL files, secrets encrypted at
+// rest, the audit log, the OpenAPI document and its interactive reference,
+// /metrics and health.
+//
+// Every route is one entry of a single table (Routes): the table drives the
+// mux, authentication and roles, the OpenAPI document and the tenant-isolation
+// test, so adding a route is one entry plus its handler.
+//
+// State lives in JetStream (KV buckets and a stream, see store.go), every key
+// carrying the tenant, so any number of servers can share one NATS cluster.
+package apiserver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/ferryhq/ferry/engine"
+	"github.com/ferryhq/ferry/runtime"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// DefaultMaxBodyBytes is the request body limit when Options.MaxBodyBytes is 0.
+const DefaultMaxBodyBytes = 8 << 20
+
+// Options configure New.
+type Options struct {
+	// AdminKey is the bootstrap admin key (FERRY_ADMIN_KEY): it acts as an admin
+	// key of the system tenant. Empty disables it.
+	AdminKey string
+	// MasterKey encrypts secrets at rest (AES-256-GCM): 32 bytes. Empty
+	// disables the secrets endpoints (503).
+	MasterKey []byte
+	// MaxBodyBytes limits request bodies (default DefaultMaxBodyBytes).
+	MaxBodyBytes int64
+	// Replicas of the server's buckets and stream on a NATS cluster (default 1).
+	Replicas int
+	// Logger receives request and error logs (default: discard).
+	Logger *slog.Logger
+	// Now is the clock (tests). Default time.Now.
+	Now func() time.Time
+}
+
+// Server is the API server. Create it with New; serve Handler.
+type Server struct {
+	rt     *runtime.Runtime
+	js     jetstream.JetStream
+	opts   Options
+	log    *slog.Logger
+	now    func() time.Time
+	st     *store
+	routes []Route
+	h      http.Handler
+	met    *httpMetrics
+
+	mu       sync.Mutex
+	programs map[string]cachedProgram // tenant → compiled current revision
+}
+
+type cachedProgram struct {
+	revision int
+	prog     *engine.Program
+}
+
+// New creates the server's buckets and stream (idempotently) and its handler.
+func New(rt *runtime.Runtime, opts Options) (*Server, error) {
+	if rt == nil {
+		return nil, errors.New("apiserver: nil runtime")
+	}
+	if len(opts.MasterKey) != 0 && len(opts.MasterKey) != 32 {
+		return nil, fmt.Errorf("apiserver: the master key must be 32 bytes, got %d", len(opts.MasterKey))
+	}
+	if opts.AdminKey != "" && len(opts.AdminKey) < 24 {
+		return nil, errors.New("apiserver: the admin key must be at least 24 characters; generate one with `openssl rand -base64 32`")
+	}
+	if opts.MaxBodyBytes <= 0 {
+		opts.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if opts.Replicas <= 0 {
+		opts.Replicas = 1
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	s := &Server{
+		rt:       rt,
+		js:       rt.JetStream(),
+		opts:     opts,
+		log:      opts.Logger,
+		now:      opts.Now,
+		programs: map[string]cachedProgram{},
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	st, err := openStore(ctx, s.js, opts.Replicas)
+	if err != nil {
+		return nil, err
+	}
+	s.st = st
+	s.met = newHTTPMetrics()
+	s.routes = s.routeTable()
+	s.h = s.buildHandler()
+	return s, nil
+}
+
+// Handler is the HTTP handler of the whole API.
+func (s *Server) Handler() http.Handler { return s.h }
+
+// Routes is the route table (a copy).
+func (s *Server) Routes() []Route { return slices.Clone(s.routes) }
+
+func (s *Server) buildHandler() http.Handler {
+	mux := http.NewServeMux()
+	for _, rt := range s.routes {
+		mux.Handle(rt.Method+" "+rt.Pattern, s.wrap(rt))
+	}
+	// Everything else: 404, or 405 with Allow when the path exists for other
+	// methods, both as problem+json.
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		var allow []string
+		for _, m := range []string{"GET", "POST", "PUT", "PATCH", "DELETE"} {
+			probe := r.Clone(r.Context())
+			probe.Method = m
+			if _, pat := mux.Handler(probe); pat != "/" && pat != "" {
+				allow = append(allow, m)
+			}
+		}
+		if len(allow) > 0 {
+			w.Header().Set("Allow", strings.Join(allow, ", "))
+			writeProblem(w, newProblem(http.StatusMethodNotAllowed, probMethod, "%s is not allowed on %s; use %s", r.Method, r.URL.Path, strings.Join(allow, ", ")))
+			return
+		}
+		writeProblem(w, newProblem(http.StatusNotFound, probNotFound, "no route for %s %s; see /openapi.json", r.Method, r.URL.Path))
+	})
+	return s.met.middleware(mux)
+}
+
+// wrap authenticates, authorizes and runs a route's handler; a returned
+// *Problem is written as problem+json, any other error is a logged 500.
+func (s *Server) wrap(rt Route) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer func() {
+			if v := recover(); v != nil {
+				if v == http.ErrAbortHandler {
+					panic(v)
+				}
+				s.log.Error("panic in handler", "route", rt.Method+" "+rt.Pattern, "panic", fmt.Sprint(v))
+				writeProblem(w, newProblem(http.StatusInternalServerError, probInternal, "internal error"))
+			}
+		}()
+		var p *Principal
+		if len(rt.Roles) > 0 {
+			var prob *Problem
+			p, prob = s.authenticate(r)
+			if prob != nil {
+				if prob.Status == http.StatusUnauthorized {
+					w.Header().Set("WWW-Authenticate", `ApiKey realm="ferry", Bearer realm="ferry"`)
+				}
+				writeProblem(w, prob)
+				return
+			}
+			if !slices.Contains(rt.Roles, p.Role) {
+				writeProblem(w, newProblem(http.StatusForbidden, probForbidden, "a %s key may not %s %s; this needs one of: %s", p.Role, rt.Method, rt.Pattern, joinRoles(rt.Roles)))
+				return
+			}
+		}
+		if err := rt.Handle(w, r, p); err != nil {
+			var prob *Problem
+			if errors.As(err, &prob) {
+				writeProblem(w, prob)
+				return
+			}
+			if errors.Is(err, context.Canceled) {
+				return
+			}
+			s.log.Error("request failed", "route", rt.Method+" "+rt.Pattern, "error", err)
+			writeProblem(w, newProblem(http.StatusInternalServerError, probInternal, "internal error; the server log has the details"))
+		}
+	})
+}
+
+func joinRoles(rs []Role) string {
+	out := make([]string, len(rs))
+	for i, r := range rs {
+		out[i] = string(r)
+	}
+	return strings.Join(out, ", ")
+}

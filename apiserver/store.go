@@ -1,0 +1,111 @@
+package apiserver
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"regexp"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Layout (version 1). Every key carries the tenant; tenant names start with a
+// letter or digit, so keys starting with "_" are the server's own indexes.
+//
+//	KV ferry_v1_tenants   <tenant>                     Tenant
+//	KV ferry_v1_apikeys   <tenant>.<key id>            apiKeyRecord (sha256 of the key, never the key)
+//	                      _byid.<key id>               tenant of the key (lookup by the key's prefix)
+//	KV ferry_v1_config    <tenant>.current             Revision (the applied one; CAS on its KV revision)
+//	                      <tenant>.rev.<n>             Revision n (history)
+//	KV ferry_v1_secrets   <tenant>.<b64url name>       secretRecord (AES-256-GCM ciphertext)
+//	stream FERRY_AUDIT_V1 ferry.v1.audit.<tenant>      AuditEntry
+const (
+	BucketTenants = "ferry_v1_tenants"
+	BucketAPIKeys = "ferry_v1_apikeys"
+	BucketConfig  = "ferry_v1_config"
+	BucketSecrets = "ferry_v1_secrets"
+	AuditStream   = "FERRY_AUDIT_V1"
+	auditSubject  = "ferry.v1.audit."
+)
+
+// SystemTenant owns the admin keys.
+const SystemTenant = "system"
+
+// tenantNameRe: tenant names are used in NATS subjects and keys unescaped.
+var tenantNameRe = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)
+
+type store struct {
+	tenants, keys, config, secrets jetstream.KeyValue
+	js                             jetstream.JetStream
+}
+
+func openStore(ctx context.Context, js jetstream.JetStream, replicas int) (*store, error) {
+	st := &store{js: js}
+	for _, b := range []struct {
+		name    string
+		history uint8
+		kv      *jetstream.KeyValue
+	}{
+		{BucketTenants, 1, &st.tenants},
+		{BucketAPIKeys, 1, &st.keys},
+		{BucketConfig, 1, &st.config},
+		{BucketSecrets, 1, &st.secrets},
+	} {
+		kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+			Bucket:   b.name,
+			History:  b.history,
+			Storage:  jetstream.FileStorage,
+			Replicas: replicas,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("apiserver: creating bucket %s: %w", b.name, err)
+		}
+		*b.kv = kv
+	}
+	_, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:        AuditStream,
+		Description: "ferry audit log: every change to configuration, keys, secrets",
+		Subjects:    []string{auditSubject + ">"},
+		Storage:     jetstream.FileStorage,
+		Retention:   jetstream.LimitsPolicy,
+		Replicas:    replicas,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("apiserver: creating stream %s: %w", AuditStream, err)
+	}
+	return st, nil
+}
+
+// getJSON reads key into v; found is false when the key does not exist.
+func getJSON(ctx context.Context, kv jetstream.KeyValue, key string, v any) (rev uint64, found bool, err error) {
+	e, err := kv.Get(ctx, key)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return 0, false, nil
+	}
+	if err != nil {
+		return 0, false, fmt.Errorf("reading %s: %w", key, err)
+	}
+	if err := json.Unmarshal(e.Value(), v); err != nil {
+		return 0, false, fmt.Errorf("decoding %s: %w", key, err)
+	}
+	return e.Revision(), true, nil
+}
+
+// keysOf lists the keys matching a filter; none is not an error.
+func keysOf(ctx context.Context, kv jetstream.KeyValue, filter string) ([]string, error) {
+	l, err := kv.ListKeysFiltered(ctx, filter)
+	if err != nil {
+		return nil, err
+	}
+	defer l.Stop()
+	var out []string
+	for k := range l.Keys() {
+		out = append(out, k)
+	}
+	return out, nil
+}
+
+func isConflict(err error) bool {
+	return errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch)
+}
