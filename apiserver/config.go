@@ -172,7 +172,7 @@ func (s *Server) applyConfig(w http.ResponseWriter, r *http.Request, p *Principa
 	if prob != nil {
 		return prob
 	}
-	resp, err := s.apply(r.Context(), p, planned, req.Files, req.Message, req.PlanHash, 0)
+	resp, err := s.apply(r.Context(), p, applyArgs{planned: planned, files: req.Files, message: req.Message, planHash: req.PlanHash})
 	if err != nil {
 		return err
 	}
@@ -181,39 +181,64 @@ func (s *Server) applyConfig(w http.ResponseWriter, r *http.Request, p *Principa
 	return nil
 }
 
+// applyArgs are the inputs of apply.
+type applyArgs struct {
+	planned    int // the revision the files were planned against (If-Match)
+	files      map[string]string
+	message    string
+	planHash   string // optional: must match the plan of files against planned
+	rollbackOf int
+	// rest marks a REST write of one resource: audited as action on resource,
+	// and a write that changes nothing (formatting only) makes no revision.
+	rest     bool
+	action   string // audit action (default config.apply / config.rollback)
+	resource string // audit resource (default "config")
+}
+
 // apply stores files as the revision after planned, if planned is still the
 // current revision. The pointer <tenant>.current is updated with CAS on its
-// KV revision, so of two concurrent applies exactly one wins; the other gets
-// 412.
-func (s *Server) apply(ctx context.Context, p *Principal, planned int, files map[string]string, message, planHash string, rollbackOf int) (*applyResponse, error) {
+// KV revision, so of two concurrent applies (or REST writes) exactly one wins;
+// the other gets 412.
+func (s *Server) apply(ctx context.Context, p *Principal, a applyArgs) (*applyResponse, error) {
+	resp, _, err := s.applyCompiled(ctx, p, a)
+	return resp, err
+}
+
+// applyCompiled is apply that also returns the compiled files.
+func (s *Server) applyCompiled(ctx context.Context, p *Principal, a applyArgs) (resp *applyResponse, after *compiled, err error) {
 	cur, kvrev, err := s.current(ctx, p.Tenant)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	if planned != cur.Revision {
-		return nil, newProblem(http.StatusPreconditionFailed, probPrecondition, "the plan was made against revision %d, but the current revision is %d: plan again", planned, cur.Revision)
+	if a.planned != cur.Revision {
+		if a.rest {
+			prob := newProblem(http.StatusPreconditionFailed, probPrecondition, "the configuration changed (revision %d is now current, not %d): read the resource again and retry", cur.Revision, a.planned)
+			prob.revisionRace = true
+			return nil, nil, prob
+		}
+		return nil, nil, newProblem(http.StatusPreconditionFailed, probPrecondition, "the plan was made against revision %d, but the current revision is %d: plan again", a.planned, cur.Revision)
 	}
-	after, err := compileFiles(p.Tenant, files)
+	after, err = compileFiles(p.Tenant, a.files)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	plan := planOf(s.configOf(p.Tenant, cur), after.cfg, cur.Revision, files)
+	plan := planOf(s.configOf(p.Tenant, cur), after.cfg, cur.Revision, a.files)
 	hash := plan.Hash
-	if planHash != "" && planHash != hash {
-		return nil, newProblem(http.StatusPreconditionFailed, probPrecondition, "planHash does not match these files planned against revision %d: plan again", cur.Revision)
+	if a.planHash != "" && a.planHash != hash {
+		return nil, nil, newProblem(http.StatusPreconditionFailed, probPrecondition, "planHash does not match these files planned against revision %d: plan again", cur.Revision)
 	}
-	resp := &applyResponse{Revision: cur.Revision, PlanHash: hash, Plan: plan, Diagnostics: diagnosticsJSON(after.diags)}
-	if cur.Revision > 0 && sameFiles(cur.Files, files) {
-		return resp, nil // nothing to apply
+	resp = &applyResponse{Revision: cur.Revision, PlanHash: hash, Plan: plan, Diagnostics: diagnosticsJSON(after.diags)}
+	if cur.Revision > 0 && (sameFiles(cur.Files, a.files) || (a.rest && !plan.HasChanges())) {
+		return resp, after, nil // nothing to apply
 	}
-	if len(message) > 1000 {
-		return nil, newProblem(http.StatusUnprocessableEntity, probBadRequest, "message is longer than 1000 characters")
+	if len(a.message) > 1000 {
+		return nil, nil, newProblem(http.StatusUnprocessableEntity, probBadRequest, "message is longer than 1000 characters")
 	}
-	next := Revision{Revision: cur.Revision + 1, Files: files, AppliedBy: p.KeyID, AppliedAt: s.now().UTC(),
-		Message: message, PlanHash: hash, RollbackOf: rollbackOf}
+	next := Revision{Revision: cur.Revision + 1, Files: a.files, AppliedBy: p.KeyID, AppliedAt: s.now().UTC(),
+		Message: a.message, PlanHash: hash, RollbackOf: a.rollbackOf}
 	b, err := json.Marshal(next)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if kvrev == 0 {
 		_, err = s.st.config.Create(ctx, p.Tenant+".current", b)
@@ -221,10 +246,15 @@ func (s *Server) apply(ctx context.Context, p *Principal, planned int, files map
 		_, err = s.st.config.Update(ctx, p.Tenant+".current", b, kvrev)
 	}
 	if isConflict(err) {
-		return nil, newProblem(http.StatusPreconditionFailed, probPrecondition, "another apply won the race for revision %d: plan again", next.Revision)
+		if a.rest {
+			prob := newProblem(http.StatusPreconditionFailed, probPrecondition, "another change won the race for revision %d: read the resource again and retry", next.Revision)
+			prob.revisionRace = true
+			return nil, nil, prob
+		}
+		return nil, nil, newProblem(http.StatusPreconditionFailed, probPrecondition, "another apply won the race for revision %d: plan again", next.Revision)
 	}
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if _, err := s.st.config.Put(ctx, revKey(p.Tenant, next.Revision), b); err != nil {
 		s.log.Error("writing revision history", "tenant", p.Tenant, "revision", next.Revision, "error", err)
@@ -232,13 +262,19 @@ func (s *Server) apply(ctx context.Context, p *Principal, planned int, files map
 	s.mu.Lock()
 	s.programs[p.Tenant] = cachedProgram{revision: next.Revision, prog: after.prog}
 	s.mu.Unlock()
-	action := "config.apply"
-	if rollbackOf > 0 {
-		action = "config.rollback"
+	action, resource := a.action, a.resource
+	if action == "" {
+		action = "config.apply"
+		if a.rollbackOf > 0 {
+			action = "config.rollback"
+		}
 	}
-	s.audit(ctx, p.Tenant, p, action, "config", next.Revision, message)
+	if resource == "" {
+		resource = "config"
+	}
+	s.audit(ctx, p.Tenant, p, action, resource, next.Revision, a.message)
 	resp.Revision, resp.Changed = next.Revision, true
-	return resp, nil
+	return resp, after, nil
 }
 
 func (s *Server) listRevisions(w http.ResponseWriter, r *http.Request, p *Principal) error {
@@ -354,7 +390,7 @@ func (s *Server) rollback(w http.ResponseWriter, r *http.Request, p *Principal) 
 	if msg == "" {
 		msg = fmt.Sprintf("rollback to revision %d", target.Revision)
 	}
-	resp, err := s.apply(r.Context(), p, planned, target.Files, msg, "", target.Revision)
+	resp, err := s.apply(r.Context(), p, applyArgs{planned: planned, files: target.Files, message: msg, rollbackOf: target.Revision})
 	if err != nil {
 		return err
 	}

@@ -4,6 +4,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	_ "github.com/ferryhq/ferry/connectors/file"
 )
 
 // TestTenantIsolation calls every route of the table with a key of another
@@ -23,13 +25,17 @@ func TestTenantIsolation(t *testing.T) {
 
 	// Tenant A's resources, with markers that must never reach B.
 	e.expect(e.apply(a, "acme", "alphamarker1", "0"), 200)
-	e.expect(e.apply(a, "acme", "alphamarker2", "1"), 200)
+	// Revision 2 also has a connection, mapping, integration and schedule
+	// named like the {name} fixture, so that B naming them must get 404.
+	rev2 := config("acme", "alphamarker2")
+	rev2["files"].(map[string]string)["resources.hcl"] = isolationResources
+	e.expect(e.do("PUT", "/v1/config", a, rev2, "If-Match", "1"), 200)
 	e.expect(e.do("PUT", "/v1/secrets/acme_only_secret", a, map[string]any{"value": "acme-secret-value"}), 201)
 	ak := e.expect(e.do("POST", "/v1/api-keys", a, map[string]any{"name": "acme-key-marker", "role": "viewer"}), 201).json(t)
 	aKeyID, aKey := ak["id"].(string), ak["key"].(string)
 	// (A marker the request itself names, like a key id in the path, may be
 	// echoed in the 404's detail.)
-	markers := []string{"alphamarker1", "alphamarker2", "acme_only_secret", "acme-secret-value", aKeyID, "acme-key-marker"}
+	markers := []string{"alphamarker1", "alphamarker2", "alphamarker4", "nonexistent-acme", "acme_only_secret", "acme-secret-value", aKeyID, "acme-key-marker"}
 	auditBefore := len(mustAudit(t, e, "acme"))
 
 	fixtures := map[string]string{
@@ -46,7 +52,19 @@ func TestTenantIsolation(t *testing.T) {
 		"PUT /v1/secrets/{name}":          map[string]any{"value": "beta-value"},
 		"POST /v1/revisions/{n}/rollback": nil,
 		"POST /v1/tenants":                map[string]any{"name": "gamma"},
+		"PATCH /v1/tenants/{tenant}":      map[string]any{"settings": map[string]any{"restConfigWrites": false}},
+		"PUT /v1/settings":                map[string]any{"restConfigWrites": true},
+		"POST /v1/mappings/test":          map[string]any{"mapping": map[string]any{"fields": map[string]any{"x": "id"}}, "input": map[string]any{"id": 1}},
 	}
+	headers := map[string][]string{}
+	for _, k := range resourceKinds {
+		item := "/v1/" + k.plural + "/{name}"
+		bodies["PUT "+item] = map[string]any{"type": "file"}
+		bodies["PATCH "+item] = map[string]any{"workers": 2}
+		headers["PATCH "+item] = []string{"Content-Type", mediaMergePatch}
+		bodies["POST "+item+"/clone"] = map[string]any{"name": "stolen"}
+	}
+	bodies["POST /v1/mappings/{name}/test"] = map[string]any{"input": map[string]any{"id": 1}}
 	// PUT (create-or-replace) runs last: it creates beta's own resources.
 	routes := e.s.Routes()
 	slices.SortStableFunc(routes, func(x, y Route) int {
@@ -65,7 +83,7 @@ func TestTenantIsolation(t *testing.T) {
 		name := rt.Method + " " + rt.Pattern
 		t.Run(name, func(t *testing.T) {
 			path := fillParams(rt.Pattern, fixtures)
-			r := e.do(rt.Method, path, b, bodies[name], "If-Match", "*")
+			r := e.do(rt.Method, path, b, bodies[name], append([]string{"If-Match", "*"}, headers[name]...)...)
 			adminOnly := !slices.Contains(rt.Roles, RoleUser)
 			switch {
 			case adminOnly:
@@ -96,6 +114,12 @@ func TestTenantIsolation(t *testing.T) {
 		t.Errorf("acme's secret: %q %v", v, err)
 	}
 	e.expect(e.do("GET", "/v1/config", aKey, nil), 200) // not rotated or revoked
+	if st, err := e.s.settings(t.Context(), "acme"); err != nil || !st.RESTConfigWrites {
+		t.Errorf("acme's settings: %+v %v", st, err)
+	}
+	if ok, err := e.s.IntegrationActive(t.Context(), "acme", "acme_only_secret"); err != nil || !ok {
+		t.Errorf("acme's integration was deactivated: %v", err)
+	}
 	if n := len(mustAudit(t, e, "acme")); n != auditBefore {
 		t.Errorf("acme's audit log grew from %d to %d entries", auditBefore, n)
 	}
@@ -104,6 +128,37 @@ func TestTenantIsolation(t *testing.T) {
 		t.Errorf("beta's secret: %q %v", v, err)
 	}
 }
+
+const isolationResources = `connection "acme_only_secret" {
+  type = "file"
+  path = "/nonexistent-acme"
+}
+
+mapping "acme_only_secret" {
+  fields = {
+    alphamarker4 = "id"
+  }
+}
+
+integration "acme_only_secret" {
+  source {
+    connection = connection.acme_only_secret
+    path       = "in.json"
+  }
+  transform {
+    mapping = mapping.acme_only_secret
+  }
+  target {
+    connection = connection.acme_only_secret
+    path       = "out.ndjson"
+  }
+}
+
+schedule "acme_only_secret" {
+  integration = integration.acme_only_secret
+  cron        = "*/5 * * * *"
+}
+`
 
 func mustAudit(t *testing.T, e *env, tenant string) []AuditEntry {
 	t.Helper()

@@ -60,7 +60,19 @@ func (s *Server) OpenAPI() map[string]any {
 			op["parameters"] = params
 		}
 		if rt.Request != nil {
-			op["requestBody"] = map[string]any{"required": true, "content": map[string]any{"application/json": map[string]any{"schema": g.schema(reflect.TypeOf(rt.Request))}}}
+			content := map[string]any{}
+			types := rt.RequestTypes
+			if len(types) == 0 {
+				types = []string{"application/json"}
+			}
+			for _, mt := range types {
+				sch := g.schema(reflect.TypeOf(rt.Request))
+				if mt == mediaJSONPatch {
+					sch = jsonPatchSchema
+				}
+				content[mt] = map[string]any{"schema": sch}
+			}
+			op["requestBody"] = map[string]any{"required": true, "content": content}
 		}
 		status := rt.Status
 		if status == 0 {
@@ -98,7 +110,7 @@ func (s *Server) OpenAPI() map[string]any {
 		"info": map[string]any{
 			"title":       "ferry API",
 			"version":     lang.Version,
-			"description": "Configuration as revisions of HCL files, API keys, secrets, audit. Authenticate with `Authorization: ApiKey <key>` (or `Bearer <key>`). Errors are application/problem+json.",
+			"description": "Configuration as revisions of HCL files, and as REST resources derived from them (every write is a new revision), API keys, secrets, audit. Authenticate with `Authorization: ApiKey <key>` (or `Bearer <key>`). Errors are application/problem+json.",
 		},
 		"paths": paths,
 		"components": map[string]any{
@@ -127,6 +139,18 @@ func operationID(rt Route) string {
 	}
 	return b.String()
 }
+
+// jsonPatchSchema is an RFC 6902 JSON Patch document.
+var jsonPatchSchema = map[string]any{"type": "array", "items": map[string]any{
+	"type":     "object",
+	"required": []string{"op", "path"},
+	"properties": map[string]any{
+		"op":    map[string]any{"enum": []string{"add", "remove", "replace", "move", "copy", "test"}},
+		"path":  map[string]any{"type": "string"},
+		"from":  map[string]any{"type": "string"},
+		"value": map[string]any{},
+	},
+}}
 
 type schemaGen struct{ components map[string]any }
 

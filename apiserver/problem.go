@@ -24,26 +24,32 @@ type Problem struct {
 	Detail string `json:"detail,omitempty"`
 	// Errors are configuration diagnostics with file:line:column.
 	Errors json.RawMessage `json:"errors,omitempty"`
+
+	// revisionRace marks a REST write that lost the race for the next
+	// revision: it may be retried on the new revision (see retryRace).
+	revisionRace bool
 }
 
 func (p *Problem) Error() string { return p.Title + ": " + p.Detail }
 
 // problem types; the type URI is urn:ferry:problem:<slug>.
 const (
-	probBadRequest      = "bad-request"
-	probMalformedJSON   = "malformed-json"
-	probTooLarge        = "body-too-large"
-	probUnsupportedType = "unsupported-media-type"
-	probUnauthorized    = "unauthorized"
-	probForbidden       = "forbidden"
-	probNotFound        = "not-found"
-	probMethod          = "method-not-allowed"
-	probConflict        = "conflict"
-	probPrecondition    = "precondition-failed"
-	probPrecondRequired = "precondition-required"
-	probInvalidConfig   = "invalid-config"
-	probUnavailable     = "unavailable"
-	probInternal        = "internal"
+	probBadRequest         = "bad-request"
+	probMalformedJSON      = "malformed-json"
+	probTooLarge           = "body-too-large"
+	probUnsupportedType    = "unsupported-media-type"
+	probUnauthorized       = "unauthorized"
+	probForbidden          = "forbidden"
+	probNotFound           = "not-found"
+	probMethod             = "method-not-allowed"
+	probConflict           = "conflict"
+	probRESTWritesDisabled = "rest-config-writes-disabled"
+	probHasDependents      = "has-dependents"
+	probPrecondition       = "precondition-failed"
+	probPrecondRequired    = "precondition-required"
+	probInvalidConfig      = "invalid-config"
+	probUnavailable        = "unavailable"
+	probInternal           = "internal"
 )
 
 func newProblem(status int, slug, detail string, a ...any) *Problem {

@@ -40,8 +40,11 @@ type Route struct {
 	Tag          string
 	// Request and Response are zero values of the JSON bodies, for the OpenAPI
 	// document (nil: none; a string: that media type, e.g. "text/html").
-	Request  any
-	Response any
+	Request any
+	// RequestTypes are the request body's media types when not just
+	// application/json (e.g. JSON Patch and merge patch on PATCH).
+	RequestTypes []string
+	Response     any
 	// Status is the success status (default 200).
 	Status int
 	// List routes take page, pageSize, filter and order on ListFields.
@@ -63,6 +66,10 @@ var (
 
 // routeTable is the single list of routes.
 func (s *Server) routeTable() []Route {
+	return append(s.baseRoutes(), s.resourceRoutes()...)
+}
+
+func (s *Server) baseRoutes() []Route {
 	return []Route{
 		// Health, metrics, documentation: public.
 		{Method: "GET", Pattern: "/healthz", Summary: "Liveness: the process serves HTTP", Tag: "system", Response: statusBody{}, Handle: s.healthz},
@@ -74,7 +81,16 @@ func (s *Server) routeTable() []Route {
 		// Tenants: admin.
 		{Method: "POST", Pattern: "/v1/tenants", Roles: adminOnly, Summary: "Create a tenant", Tag: "tenants", Request: createTenantRequest{}, Response: Tenant{}, Status: 201, Handle: s.createTenant},
 		{Method: "GET", Pattern: "/v1/tenants", Roles: adminOnly, Summary: "List tenants", Tag: "tenants", Response: listOf[Tenant]{}, List: true, ListFields: []string{"name", "createdAt"}, Handle: s.listTenants},
-		{Method: "GET", Pattern: "/v1/tenants/{tenant}", Roles: adminOnly, Summary: "Get a tenant", Tag: "tenants", Response: Tenant{}, Handle: s.getTenant},
+		{Method: "GET", Pattern: "/v1/tenants/{tenant}", Roles: adminOnly, Summary: "Get a tenant with its settings", Tag: "tenants", Response: Tenant{}, Handle: s.getTenant},
+		{Method: "PATCH", Pattern: "/v1/tenants/{tenant}", Roles: adminOnly, Summary: "Change a tenant's settings (absent fields are kept)", Tag: "tenants", Request: tenantPatch{}, RequestTypes: []string{"application/json", mediaMergePatch}, Response: Tenant{}, Handle: s.patchTenant},
+
+		// The caller's tenant's settings.
+		{Method: "GET", Pattern: "/v1/settings", Roles: tenantRead, TenantScoped: true, Summary: "The tenant's settings (restConfigWrites: whether REST resources may change the configuration)", Tag: "settings", Response: TenantSettings{}, Handle: s.getSettings},
+		{Method: "PUT", Pattern: "/v1/settings", Roles: tenantWrite, TenantScoped: true, Summary: "Change the tenant's settings (absent fields are kept)", Tag: "settings", Request: settingsPatch{}, Response: TenantSettings{}, Handle: s.putSettings},
+
+		// Connector types and inline mapping tests: no tenant data of their own.
+		{Method: "GET", Pattern: "/v1/connector-types", Roles: tenantRead, TenantScoped: true, Summary: "Every connector type with its attributes as JSON Schema", Tag: "connections", Response: []connectorType{}, Handle: s.connectorTypes},
+		{Method: "POST", Pattern: "/v1/mappings/test", Roles: tenantRead, TenantScoped: true, Summary: "Compile an inline mapping (with the tenant's tables and mappings) and map one input record", Tag: "mappings", Request: inlineMappingTestRequest{}, Response: mappingTestResponse{}, Handle: s.testInlineMapping},
 
 		// API keys: a tenant's user manages its keys; admin any tenant's.
 		{Method: "POST", Pattern: "/v1/api-keys", Roles: keyManagers, TenantScoped: true, Summary: "Create an API key (the key is shown once)", Tag: "api-keys", Request: createKeyRequest{}, Response: createdKey{}, Status: 201, Handle: s.createKey},

@@ -1,7 +1,10 @@
-// Package apiserver is ferry's HTTP API: API keys and tenants, the applied
-// configuration kept as numbered revisions of HCL files, secrets encrypted at
-// rest, the audit log, the OpenAPI document and its interactive reference,
-// /metrics and health.
+// Package apiserver is ferry's HTTP API: API keys and tenants (with their
+// settings), the applied configuration kept as numbered revisions of HCL
+// files, REST resources derived from it (connections, mappings, integrations,
+// schedules: every write is a new revision, see resources.go), mapping and
+// connection tests, connector types, secrets encrypted at rest, the audit
+// log, the OpenAPI document and its interactive reference, /metrics and
+// health.
 //
 // Every route is one entry of a single table (Routes): the table drives the
 // mux, authentication and roles, the OpenAPI document and the tenant-isolation

@@ -13,18 +13,20 @@ import (
 // Layout (version 1). Every key carries the tenant; tenant names start with a
 // letter or digit, so keys starting with "_" are the server's own indexes.
 //
-//	KV ferry_v1_tenants   <tenant>                     Tenant
+//	KV ferry_v1_tenants   <tenant>                     Tenant (with its Settings; CAS on update)
 //	KV ferry_v1_apikeys   <tenant>.<key id>            apiKeyRecord (sha256 of the key, never the key)
 //	                      _byid.<key id>               tenant of the key (lookup by the key's prefix)
 //	KV ferry_v1_config    <tenant>.current             Revision (the applied one; CAS on its KV revision)
 //	                      <tenant>.rev.<n>             Revision n (history)
 //	KV ferry_v1_secrets   <tenant>.<b64url name>       secretRecord (AES-256-GCM ciphertext)
+//	KV ferry_v1_state     <tenant>.integration.<b64url name>  activation (absent: active)
 //	stream FERRY_AUDIT_V1 ferry.v1.audit.<tenant>      AuditEntry
 const (
 	BucketTenants = "ferry_v1_tenants"
 	BucketAPIKeys = "ferry_v1_apikeys"
 	BucketConfig  = "ferry_v1_config"
 	BucketSecrets = "ferry_v1_secrets"
+	BucketState   = "ferry_v1_state"
 	AuditStream   = "FERRY_AUDIT_V1"
 	auditSubject  = "ferry.v1.audit."
 )
@@ -36,8 +38,8 @@ const SystemTenant = "system"
 var tenantNameRe = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)
 
 type store struct {
-	tenants, keys, config, secrets jetstream.KeyValue
-	js                             jetstream.JetStream
+	tenants, keys, config, secrets, state jetstream.KeyValue
+	js                                    jetstream.JetStream
 }
 
 func openStore(ctx context.Context, js jetstream.JetStream, replicas int) (*store, error) {
@@ -51,6 +53,7 @@ func openStore(ctx context.Context, js jetstream.JetStream, replicas int) (*stor
 		{BucketAPIKeys, 1, &st.keys},
 		{BucketConfig, 1, &st.config},
 		{BucketSecrets, 1, &st.secrets},
+		{BucketState, 1, &st.state},
 	} {
 		kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 			Bucket:   b.name,

@@ -17,6 +17,9 @@ type Tenant struct {
 	Name      string    `json:"name"`
 	CreatedAt time.Time `json:"createdAt"`
 	CreatedBy string    `json:"createdBy"`
+	// Settings are the tenant's settings; nil in a stored record means the
+	// defaults (DefaultSettings). Answers always carry them.
+	Settings *TenantSettings `json:"settings,omitempty"`
 }
 
 type createTenantRequest struct {
@@ -94,7 +97,7 @@ func (s *Server) listTenants(w http.ResponseWriter, r *http.Request, p *Principa
 		if _, found, err := getJSON(r.Context(), s.st.tenants, n, &t); err != nil {
 			return err
 		} else if found {
-			items = append(items, t)
+			items = append(items, t.withDefaults())
 		}
 	}
 	if len(q.Order) == 0 {
@@ -112,7 +115,7 @@ func (s *Server) getTenant(w http.ResponseWriter, r *http.Request, p *Principal)
 	if !found {
 		return notFound(fmt.Sprintf("tenant %q", name))
 	}
-	writeJSON(w, r, http.StatusOK, t)
+	writeJSON(w, r, http.StatusOK, t.withDefaults())
 	return nil
 }
 
