@@ -3,7 +3,7 @@ GO      ?= go
 BIN     ?= bin/ferry
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 
-.PHONY: build test bench fmt vet run clean
+.PHONY: build test bench fmt vet run serve clean
 
 build:
 	$(GO) build -ldflags "-X main.version=$(VERSION)" -o $(BIN) ./cmd/ferry
@@ -27,5 +27,9 @@ vet:
 run:
 	$(GO) run ./cmd/ferry run examples/quickstart
 
+# Serves the quickstart: API, runtime and embedded NATS; prints an API key.
+serve:
+	$(GO) run ./cmd/ferry serve --dev examples/quickstart
+
 clean:
-	rm -rf bin examples/quickstart/out examples/quickstart/.ferry
+	rm -rf bin examples/quickstart/out examples/quickstart/.ferry .ferry-server

@@ -65,7 +65,7 @@ func (s *Server) patchResource(k resourceKind) HandlerFunc {
 		}
 		var pe *patch.Error
 		switch {
-		case errors.As(err, &pe) && pe.Op < 0:
+		case errors.As(err, &pe) && pe.Malformed(): // the patch document itself is wrong
 			return newProblem(http.StatusBadRequest, probBadRequest, "%s", pe.Error())
 		case err != nil:
 			return newProblem(http.StatusUnprocessableEntity, probBadRequest, "the patch does not apply to %s %q: %s", k.kind, name, err.Error())

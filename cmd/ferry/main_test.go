@@ -34,7 +34,9 @@ func TestScripts(t *testing.T) {
 			return nil
 		},
 		RequireExplicitExec: true,
-		Cmds:                map[string]func(ts *testscript.TestScript, neg bool, args []string){"cpdir": cmdCpdir, "jsonget": cmdJSONGet, "nats-server": cmdNATSServer},
+		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){"cpdir": cmdCpdir, "jsonget": cmdJSONGet, "nats-server": cmdNATSServer,
+			"serve-test": cmdServeTest, "httpget": cmdHTTPGet, "freeport": cmdFreePort, "waitfile": cmdWaitFile,
+			"exitcode": cmdExitCode, "envfile": cmdEnvFile, "api": cmdAPI},
 	})
 }
 
