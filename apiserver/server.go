@@ -112,6 +112,7 @@ func New(rt *runtime.Runtime, opts Options) (*Server, error) {
 	}
 	s.st = st
 	s.met = newHTTPMetrics()
+	s.met.reg.MustRegister(rt.Collectors()...) // records, runs, retries, DLQ depth, pending work
 	s.routes = s.routeTable()
 	s.h = s.buildHandler()
 	return s, nil

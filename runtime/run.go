@@ -307,6 +307,7 @@ func (r *runner) finish(ctx context.Context, runErr error) (*engine.RunResult, e
 	if err != nil {
 		return nil, err
 	}
+	r.rt.metrics.finished(run)
 	failures, err := r.rt.Runs().Errors(ctx, r.tenant, r.runID)
 	if err != nil {
 		return nil, err
@@ -562,7 +563,9 @@ func (r *runner) handle(ctx context.Context, p Preparer, m jetstream.Msg) {
 		return
 	}
 	_ = m.Ack()
-	r.tr.add(w.settlementID(), s)
+	if r.tr.add(w.settlementID(), s) {
+		r.rt.metrics.settled(r.tenant, r.job.Integration, &s)
+	}
 }
 
 type readyRec struct {
@@ -767,11 +770,12 @@ func newTracker() *tracker {
 }
 
 // add counts a settlement once (by id) after its side effects were applied.
-func (t *tracker) add(id string, s settlement) {
+// add counts a settlement once and reports whether it was new.
+func (t *tracker) add(id string, s settlement) bool {
 	t.mu.Lock()
 	if t.seen[id] || s.Kind == "replay" {
 		t.mu.Unlock()
-		return
+		return false
 	}
 	t.seen[id] = true
 	t.counts.Total += s.Records
@@ -790,6 +794,7 @@ func (t *tracker) add(id string, s settlement) {
 	}
 	t.mu.Unlock()
 	t.signal()
+	return true
 }
 
 func (t *tracker) signal() {

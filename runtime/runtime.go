@@ -65,7 +65,7 @@ type Options struct {
 
 // Runtime is an open connection to JetStream with ferry's streams and buckets.
 type Runtime struct {
-	unlockDataDir func() // releases the embedded store\'s directory lock
+	unlockDataDir func() // releases the embedded store's directory lock
 	opts          Options
 	log           *slog.Logger
 	ns            *server.Server // nil with an external NATS
@@ -79,6 +79,8 @@ type Runtime struct {
 	cursorKV jetstream.KeyValue
 	hashKV   jetstream.KeyValue
 	lockKV   jetstream.KeyValue
+
+	metrics *metrics
 
 	semMu sync.Mutex
 	sems  map[string]chan struct{}
@@ -115,7 +117,7 @@ func Open(ctx context.Context, opts Options) (*Runtime, error) {
 	default:
 		return nil, fmt.Errorf("runtime: sync policy %q: want %q or %q", opts.SyncPolicy, SyncDefault, SyncAlways)
 	}
-	rt := &Runtime{opts: opts, log: opts.Logger, sems: map[string]chan struct{}{}}
+	rt := &Runtime{opts: opts, log: opts.Logger, sems: map[string]chan struct{}{}, metrics: newMetrics()}
 	var err error
 	if opts.NATSURL != "" {
 		rt.nc, err = connectExternal(opts)
