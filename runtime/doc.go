@@ -130,7 +130,11 @@
 //
 // # Metrics
 //
-// Metrics are a later issue; the hook points are the settlement commit in
-// (*runner).handle (per-message outcome counts), the retry scheduling in
-// (*runner).process, and the run end in (*runner).finish.
+// Collectors returns the Prometheus series (metrics.go): ferry_records_total
+// {tenant, integration, stage, outcome} counted when a message's settlement is
+// first seen by this process, ferry_record_retries_total, ferry_runs_total
+// {status} and ferry_run_duration_seconds at the run's end, and, read from
+// JetStream at scrape time, ferry_dlq_entries (pending entries per integration)
+// and ferry_work_pending_messages (per tenant). No run ids or entity keys are
+// labels.
 package runtime
