@@ -273,6 +273,7 @@ func (s *Server) applyCompiled(ctx context.Context, p *Principal, a applyArgs) (
 		resource = "config"
 	}
 	s.audit(ctx, p.Tenant, p, action, resource, next.Revision, a.message)
+	s.emitConfigApplied(ctx, p.Tenant, next, action, resource)
 	resp.Revision, resp.Changed = next.Revision, true
 	return resp, after, nil
 }

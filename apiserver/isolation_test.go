@@ -1,6 +1,7 @@
 package apiserver
 
 import (
+	"maps"
 	"slices"
 	"strings"
 	"testing"
@@ -35,8 +36,12 @@ func TestTenantIsolation(t *testing.T) {
 	aKeyID, aKey := ak["id"].(string), ak["key"].(string)
 	// (A marker the request itself names, like a key id in the path, may be
 	// echoed in the 404's detail.)
-	markers := []string{"alphamarker1", "alphamarker2", "alphamarker4", "nonexistent-acme", "acme_only_secret", "acme-secret-value", aKeyID, "acme-key-marker"}
+	asub := e.expect(e.do("POST", "/v1/subscriptions", a, map[string]any{"url": "http://alphamarker5.invalid/hook", "types": []string{"run.failed"}, "description": "acme-sub-marker"}), 201)
+	aSubID, aSubETag := asub.json(t)["id"].(string), asub.header.Get("ETag")
+	markers := []string{"alphamarker1", "alphamarker2", "alphamarker4", "alphamarker5", "nonexistent-acme", "acme_only_secret", "acme-secret-value", aKeyID, "acme-key-marker", aSubID, "acme-sub-marker"}
 	auditBefore := len(mustAudit(t, e, "acme"))
+	runID, entryID := isolationRunFixtures(t, e) // runs_isolation_test.go
+	markers = append(markers, "acmerunmarker")
 
 	fixtures := map[string]string{
 		"id":     aKeyID,
@@ -44,6 +49,15 @@ func TestTenantIsolation(t *testing.T) {
 		"other":  "1",
 		"name":   "acme_only_secret",
 		"tenant": "acme",
+		// runs, sync events, DLQ
+		"run":           runID,
+		"correlationId": runID,
+		"entry":         entryID,
+	}
+	// Fixtures of routes whose parameter names mean another resource:
+	// pattern prefix → parameter → value.
+	routeFixtures := map[string]map[string]string{
+		"/v1/subscriptions/": {"id": aSubID},
 	}
 	bodies := map[string]any{
 		"POST /v1/api-keys":               map[string]any{"name": "x", "role": "viewer", "tenant": "acme"},
@@ -54,6 +68,9 @@ func TestTenantIsolation(t *testing.T) {
 		"POST /v1/tenants":                map[string]any{"name": "gamma"},
 		"PATCH /v1/tenants/{tenant}":      map[string]any{"settings": map[string]any{"restConfigWrites": false}},
 		"PUT /v1/settings":                map[string]any{"restConfigWrites": true},
+		"PUT /v1/subscriptions/{id}":      map[string]any{"url": "http://stolen.invalid/", "types": []string{"run.started"}},
+		"POST /v1/sync-events":            map[string]any{"integration": "items"},
+		"POST /v1/dlq/{entry}/replay":     map[string]any{"record": map[string]any{"id": 1}},
 		"POST /v1/mappings/test":          map[string]any{"mapping": map[string]any{"fields": map[string]any{"x": "id"}}, "input": map[string]any{"id": 1}},
 	}
 	headers := map[string][]string{}
@@ -82,7 +99,14 @@ func TestTenantIsolation(t *testing.T) {
 		}
 		name := rt.Method + " " + rt.Pattern
 		t.Run(name, func(t *testing.T) {
-			path := fillParams(rt.Pattern, fixtures)
+			fx := fixtures
+			for prefix, o := range routeFixtures {
+				if strings.HasPrefix(rt.Pattern, prefix) {
+					fx = maps.Clone(fixtures)
+					maps.Copy(fx, o)
+				}
+			}
+			path := fillParams(rt.Pattern, fx)
 			r := e.do(rt.Method, path, b, bodies[name], append([]string{"If-Match", "*"}, headers[name]...)...)
 			adminOnly := !slices.Contains(rt.Roles, RoleUser)
 			switch {
@@ -119,6 +143,10 @@ func TestTenantIsolation(t *testing.T) {
 	}
 	if ok, err := e.s.IntegrationActive(t.Context(), "acme", "acme_only_secret"); err != nil || !ok {
 		t.Errorf("acme's integration was deactivated: %v", err)
+	}
+	checkIsolationRunFixtures(t, e, runID, entryID)
+	if g := e.expect(e.do("GET", "/v1/subscriptions/"+aSubID, a, nil), 200); g.header.Get("ETag") != aSubETag {
+		t.Errorf("acme's subscription changed: ETag %s, was %s", g.header.Get("ETag"), aSubETag)
 	}
 	if n := len(mustAudit(t, e, "acme")); n != auditBefore {
 		t.Errorf("acme's audit log grew from %d to %d entries", auditBefore, n)

@@ -66,7 +66,12 @@ var (
 
 // routeTable is the single list of routes.
 func (s *Server) routeTable() []Route {
-	return append(s.baseRoutes(), s.resourceRoutes()...)
+	routes := append(s.baseRoutes(), s.resourceRoutes()...)
+	routes = append(routes, s.runRoutes()...)
+	routes = append(routes, s.subscriptionRoutes()...)
+	routes = append(routes, s.webhookRoutes()...)
+	routes = append(routes, s.scheduleRoutes()...)
+	return routes
 }
 
 func (s *Server) baseRoutes() []Route {

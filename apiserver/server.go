@@ -50,6 +50,11 @@ type Options struct {
 	Logger *slog.Logger
 	// Now is the clock (tests). Default time.Now.
 	Now func() time.Time
+	// Events configure the delivery of events to subscriptions (events.go).
+	Events EventOptions
+	// MaxConcurrentRuns bounds the runs this server executes at once; others
+	// wait, queued (default DefaultMaxConcurrentRuns).
+	MaxConcurrentRuns int
 }
 
 // Server is the API server. Create it with New; serve Handler.
@@ -63,9 +68,13 @@ type Server struct {
 	routes []Route
 	h      http.Handler
 	met    *httpMetrics
+	runs   *runManager      // StartRun, Close
+	sched  *scheduleRuntime // schedules_runtime.go: fires schedules; stops with Close
 
 	mu       sync.Mutex
 	programs map[string]cachedProgram // tenant → compiled current revision
+
+	events *eventState // subscriptions and their dispatcher (events.go)
 }
 
 type cachedProgram struct {
@@ -111,10 +120,23 @@ func New(rt *runtime.Runtime, opts Options) (*Server, error) {
 		return nil, err
 	}
 	s.st = st
+	if err := s.openEvents(ctx); err != nil {
+		return nil, err
+	}
+	if s.runs, err = newRunManager(ctx, s); err != nil {
+		return nil, err
+	}
 	s.met = newHTTPMetrics()
 	s.met.reg.MustRegister(rt.Collectors()...) // records, runs, retries, DLQ depth, pending work
 	s.routes = s.routeTable()
 	s.h = s.buildHandler()
+	if err := s.startEvents(ctx); err != nil { // the event dispatcher; stop with stopEvents
+		return nil, err
+	}
+	s.runs.start() // resumes runs left unfinished; stop with Close
+	if s.sched, err = s.startSchedules(ctx); err != nil {
+		return nil, err
+	}
 	return s, nil
 }
 

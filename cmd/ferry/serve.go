@@ -241,7 +241,9 @@ func (t handlerTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 }
 
 // shutdown stops accepting requests, waits for those in flight (up to
-// shutdownTimeout), then closes the runtime, which drains NATS.
+// shutdownTimeout), then for the runs in flight (up to shutdownTimeout again;
+// runs still going are interrupted and resume on the next start), then closes
+// the runtime, which drains NATS.
 func (s *ferryServer) shutdown() error {
 	ctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
 	defer cancel()
@@ -253,7 +255,10 @@ func (s *ferryServer) shutdown() error {
 		herr = fmt.Errorf("requests still in flight after %s: %w", shutdownTimeout, herr)
 		s.http.Close()
 	}
-	return errors.Join(herr, s.rt.Close())
+	// Runs in flight get their own shutdownTimeout, then stay resumable.
+	rctx, rcancel := context.WithTimeout(context.Background(), shutdownTimeout)
+	defer rcancel()
+	return errors.Join(herr, s.api.Close(rctx), s.rt.Close())
 }
 
 // clientAddr is the address clients use for a listener: an unspecified host

@@ -1,0 +1,273 @@
+package apiserver
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/ferryhq/ferry/connectors"
+	"github.com/ferryhq/ferry/engine"
+	"github.com/ferryhq/ferry/runtime"
+)
+
+// runRoutes are sync events, run logs and the DLQ.
+func (s *Server) runRoutes() []Route {
+	syncRoles := []Role{RoleUser, RoleTrigger}
+	syncRead := []Role{RoleUser, RoleViewer, RoleTrigger}
+	runFields := []string{"id", "integration", "trigger", "status", "outcome", "revision", "queued", "started", "ended", "error"}
+	dlqFields := []string{"id", "integration", "runId", "key", "stage", "category", "status", "revision", "created", "updated"}
+	return []Route{
+		// Sync events: trigger a run, poll it by correlation id.
+		{Method: "POST", Pattern: "/v1/sync-events", Roles: syncRoles, TenantScoped: true,
+			Summary: "Trigger a run of an integration (optionally with input records in place of its source); " +
+				"with wait, answer when it ended (200) or the wait elapsed (202). Idempotency-Key: a retried trigger returns the same run",
+			Tag: "sync-events", Request: syncEventRequest{}, Response: RunInfo{}, Status: http.StatusAccepted, Handle: s.postSyncEvent},
+		{Method: "GET", Pattern: "/v1/sync-events/{correlationId}", Roles: syncRead, TenantScoped: true,
+			Summary: "A sync event's run: status, counts, outcome", Tag: "sync-events", Response: RunInfo{},
+			Query: map[string]string{"wait": "wait up to this long (e.g. 30s, at most 5m) for the run to end"}, Handle: s.getSyncEvent},
+
+		// Run logs.
+		{Method: "GET", Pattern: "/v1/runs", Roles: tenantRead, TenantScoped: true, Summary: "List runs, newest first", Tag: "runs",
+			Response: listOf[RunInfo]{}, List: true, ListFields: runFields, Query: map[string]string{
+				"integration": "only runs of this integration",
+				"status":      "queued, running, succeeded, partial or failed",
+				"trigger":     "what started the run: api, webhook, schedule, cli, ...",
+				"from":        "runs started (or, not started yet, queued) at or after this time (RFC 3339)",
+				"to":          "runs started (or queued) before this time (RFC 3339)",
+			}, Handle: s.listRuns},
+		{Method: "GET", Pattern: "/v1/runs/{run}", Roles: tenantRead, TenantScoped: true, Summary: "Get a run (by its id, the correlation id)", Tag: "runs", Response: RunInfo{}, Handle: s.getRun},
+		{Method: "GET", Pattern: "/v1/runs/{run}/errors", Roles: tenantRead, TenantScoped: true, Summary: "The run's failed records, per entity: key, stage, category, message, attempts",
+			Tag: "runs", Response: listOf[RunError]{}, List: true, ListFields: []string{"key", "stage", "category", "attempts", "position", "entry", "entryStatus"}, Handle: s.runErrors},
+
+		// The dead-letter queue.
+		{Method: "GET", Pattern: "/v1/dlq", Roles: tenantRead, TenantScoped: true, Summary: "List DLQ entries, oldest run first", Tag: "dlq",
+			Response: listOf[runtime.DLQEntry]{}, List: true, ListFields: dlqFields, Query: map[string]string{
+				"integration": "only entries of this integration",
+				"run":         "only entries of this run",
+				"category":    "transient or permanent",
+				"status":      "pending, replayed or discarded",
+			}, Handle: s.listDLQ},
+		{Method: "GET", Pattern: "/v1/dlq/{entry}", Roles: tenantRead, TenantScoped: true, Summary: "Get a DLQ entry with its record, error and attempts", Tag: "dlq", Response: runtime.DLQEntry{}, Handle: s.getDLQEntry},
+		{Method: "POST", Pattern: "/v1/dlq/{entry}/replay", Roles: tenantWrite, TenantScoped: true,
+			Summary: "Replay an entry's record (or an edited record) through the current configuration",
+			Tag:     "dlq", Request: dlqReplayRequest{}, Response: dlqReplayResponse{}, Handle: s.replayDLQEntry},
+		{Method: "POST", Pattern: "/v1/dlq/replay", Roles: tenantWrite, TenantScoped: true,
+			Summary: "Replay every pending entry matching a filter through the current configuration",
+			Tag:     "dlq", Request: dlqReplayManyRequest{}, Response: runtime.ReplaySummary{}, Handle: s.replayDLQ},
+		{Method: "DELETE", Pattern: "/v1/dlq/{entry}", Roles: tenantWrite, TenantScoped: true,
+			Summary: "Discard a pending entry (its record stays counted as failed); optional If-Match: the entry's ETag",
+			Tag:     "dlq", Response: runtime.DLQEntry{}, Query: map[string]string{"reason": "why the entry is discarded (recorded on it)"}, Handle: s.discardDLQEntry},
+	}
+}
+
+// RunInfo is a run (a sync event) as the API shows it.
+type RunInfo struct {
+	ID string `json:"id"`
+	// CorrelationID is the run's id, under the name sync-event clients use.
+	CorrelationID string `json:"correlationId"`
+	Integration   string `json:"integration"`
+	Trigger       string `json:"trigger,omitempty"`
+	// Revision is the configuration revision the run runs on.
+	Revision string `json:"revision,omitempty"`
+	// Status: queued, running, succeeded, partial, failed.
+	Status engine.RunStatus `json:"status"`
+	// Outcome is the final status once the run ended (succeeded, partial, failed).
+	Outcome engine.RunStatus `json:"outcome,omitempty"`
+	// Counts: total == success + failed + skipped once the run ended.
+	Counts  engine.Counts `json:"counts"`
+	Queued  time.Time     `json:"queued"`
+	Started *time.Time    `json:"started,omitempty"`
+	Ended   *time.Time    `json:"ended,omitempty"`
+	Error   string        `json:"error,omitempty"`
+	Resumes int           `json:"resumes,omitempty"`
+	Replays int           `json:"replays,omitempty"`
+	Links   RunLinks      `json:"links"`
+}
+
+// RunLinks are the URLs of a run's resources.
+type RunLinks struct {
+	Self   string `json:"self"`
+	Run    string `json:"run"`
+	Errors string `json:"errors"`
+	DLQ    string `json:"dlq"`
+}
+
+func runInfo(r *runtime.Run) RunInfo {
+	ri := RunInfo{ID: r.ID, CorrelationID: r.ID, Integration: r.Integration, Trigger: r.Trigger, Revision: r.Revision,
+		Status: r.Status, Counts: r.Counts, Queued: r.Queued, Error: r.Error, Resumes: r.Resumes, Replays: r.Replays,
+		Links: RunLinks{Self: "/v1/sync-events/" + r.ID, Run: "/v1/runs/" + r.ID, Errors: "/v1/runs/" + r.ID + "/errors", DLQ: "/v1/dlq?run=" + r.ID}}
+	if r.Finished() {
+		ri.Outcome = r.Status
+	}
+	if !r.Started.IsZero() {
+		t := r.Started
+		ri.Started = &t
+	}
+	if !r.Ended.IsZero() {
+		t := r.Ended
+		ri.Ended = &t
+	}
+	return ri
+}
+
+// RunError is one failed record of a run.
+type RunError struct {
+	Key      string              `json:"key"`
+	Stage    engine.Stage        `json:"stage"`
+	Category connectors.Category `json:"category"`
+	Message  string              `json:"message"`
+	Attempts int                 `json:"attempts"`
+	Position string              `json:"position,omitempty"`
+	// Entry is the record's DLQ entry (GET /v1/dlq/{entry}) and EntryStatus its status.
+	Entry       string            `json:"entry,omitempty"`
+	EntryStatus runtime.DLQStatus `json:"entryStatus,omitempty"`
+}
+
+// runNotFound is the 404 of a run id, of this tenant or not.
+func runNotFound(id string) *Problem {
+	return notFound(fmt.Sprintf("run %q", id))
+}
+
+func (s *Server) getRun(w http.ResponseWriter, r *http.Request, p *Principal) error {
+	id := r.PathValue("run")
+	run, err := s.runState(r.Context(), p.Tenant, id)
+	if err != nil {
+		if errors.Is(err, runtime.ErrNotFound) || errors.Is(err, runtime.ErrInvalidName) {
+			return runNotFound(id)
+		}
+		return err
+	}
+	writeJSON(w, r, http.StatusOK, runInfo(run))
+	return nil
+}
+
+func (s *Server) listRuns(w http.ResponseWriter, r *http.Request, p *Principal) error {
+	q, prob := parseList(r, s.routeFor(r))
+	if prob != nil {
+		return prob
+	}
+	v := r.URL.Query()
+	var from, to time.Time
+	for _, b := range []struct {
+		name string
+		t    *time.Time
+	}{{"from", &from}, {"to", &to}} {
+		if raw := v.Get(b.name); raw != "" {
+			t, err := time.Parse(time.RFC3339Nano, raw)
+			if err != nil {
+				return newProblem(http.StatusBadRequest, probBadRequest, "%s=%q: write a time as RFC 3339, e.g. 2026-03-01T12:00:00Z", b.name, raw)
+			}
+			*b.t = t
+		}
+	}
+	status := engine.RunStatus(v.Get("status"))
+	switch status {
+	case "", engine.RunQueued, engine.RunRunning, engine.RunSucceeded, engine.RunPartial, engine.RunFailed:
+	default:
+		return newProblem(http.StatusBadRequest, probBadRequest, "status=%q: use queued, running, succeeded, partial or failed", status)
+	}
+	integration, trigger := v.Get("integration"), v.Get("trigger")
+	page, err := s.rt.Runs().List(r.Context(), p.Tenant, runtime.RunFilter{Integration: integration, Status: status, PageSize: 1 << 30})
+	if err != nil {
+		if errors.Is(err, runtime.ErrInvalidName) {
+			return newProblem(http.StatusBadRequest, probBadRequest, "%s", err.Error())
+		}
+		return err
+	}
+	known := make(map[string]bool, len(page.Runs))
+	for _, run := range page.Runs {
+		known[run.ID] = true
+	}
+	pending, err := s.pendingRuns(r.Context(), p.Tenant, known)
+	if err != nil {
+		return err
+	}
+	all := append(pending, page.Runs...) // not started yet: newest
+	items := make([]RunInfo, 0, len(all))
+	for _, run := range all {
+		if (integration != "" && run.Integration != integration) || (status != "" && run.Status != status) ||
+			(trigger != "" && run.Trigger != trigger) {
+			continue
+		}
+		at := run.Started
+		if at.IsZero() {
+			at = run.Queued
+		}
+		if (!from.IsZero() && at.Before(from)) || (!to.IsZero() && !at.Before(to)) {
+			continue
+		}
+		items = append(items, runInfo(run))
+	}
+	return writeList(w, r, items, q)
+}
+
+func (s *Server) runErrors(w http.ResponseWriter, r *http.Request, p *Principal) error {
+	q, prob := parseList(r, s.routeFor(r))
+	if prob != nil {
+		return prob
+	}
+	id := r.PathValue("run")
+	run, err := s.runState(r.Context(), p.Tenant, id)
+	if err != nil {
+		if errors.Is(err, runtime.ErrNotFound) || errors.Is(err, runtime.ErrInvalidName) {
+			return runNotFound(id)
+		}
+		return err
+	}
+	items := []RunError{}
+	if run.Status == engine.RunQueued {
+		return writeList(w, r, items, q)
+	}
+	failures, err := s.rt.Runs().Errors(r.Context(), p.Tenant, id)
+	if err != nil {
+		if errors.Is(err, runtime.ErrNotFound) {
+			return writeList(w, r, items, q)
+		}
+		return err
+	}
+	// The DLQ entries of the run, by entity key and position.
+	entries, err := s.rt.DLQ().List(r.Context(), p.Tenant, runtime.DLQFilter{RunID: id, PageSize: 1 << 30})
+	if err != nil {
+		return err
+	}
+	byRec := map[string][]*runtime.DLQEntry{}
+	for _, e := range entries.Entries {
+		k := e.Key + "\x00" + e.Position
+		byRec[k] = append(byRec[k], e)
+	}
+	for _, f := range failures {
+		re := RunError{Key: f.Key, Stage: f.Stage, Category: f.Category, Message: f.Message, Attempts: f.Attempts, Position: f.Position}
+		if es := byRec[f.Key+"\x00"+f.Position]; len(es) == 1 {
+			re.Entry, re.EntryStatus = es[0].ID, es[0].Status
+		}
+		items = append(items, re)
+	}
+	return writeList(w, r, items, q)
+}
+
+// decodeOptionalJSON decodes a JSON body strictly, if there is one.
+func (s *Server) decodeOptionalJSON(w http.ResponseWriter, r *http.Request, v any) *Problem {
+	if r.Body == nil || r.Body == http.NoBody {
+		return nil
+	}
+	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.opts.MaxBodyBytes))
+	if err != nil {
+		return jsonProblem(err, s.opts.MaxBodyBytes)
+	}
+	if len(bytes.TrimSpace(b)) == 0 {
+		return nil
+	}
+	r.Body = io.NopCloser(bytes.NewReader(b))
+	return s.decodeJSON(w, r, v)
+}
+
+// pathID reads a path parameter that must be a runtime name; ok is false
+// for anything else (which cannot exist).
+func pathID(r *http.Request, name string) (string, bool) {
+	v := r.PathValue(name)
+	return v, nameRe.MatchString(v) && !strings.Contains(v, ".")
+}

@@ -1,0 +1,896 @@
+package apiserver
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/ferryhq/ferry/connectors"
+	"github.com/ferryhq/ferry/engine"
+	"github.com/ferryhq/ferry/runtime"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// The run manager is the one way the server starts runs: sync events,
+// webhooks and schedules all call StartRun.
+//
+// A started run is durable before StartRun returns: its request (tenant,
+// integration, trigger, the revision it started on, its input) is stored,
+// then it executes asynchronously through runtime.RunJob on the compiled
+// program of that revision, at most Options.MaxConcurrentRuns at a time per
+// server (the others wait, queued). When the run ended, its request is
+// deleted. A request whose run did not end (the process died, or Close
+// interrupted it) is resumed with the same run id by the next server that
+// finds it: the runtime resumes a run by id, and the input is read again from
+// the stream, in the same order.
+//
+// Several servers may share one NATS: a request carries a lease (owner, until)
+// that its owner renews while the run is in flight; another server takes a
+// request over only once its lease expired. Close releases the leases of the
+// runs it interrupts, so a restarted server resumes them at once; after a
+// crash they are taken over when the lease expires (runLease).
+//
+// Layout (version 1):
+//
+//	KV ferry_v1_run_requests  <tenant>.<run id>                          runRequest (until the run ended)
+//	KV ferry_v1_idempotency   <tenant>.<b64url integration>.<sha256 key>  run id (24h TTL)
+//	stream FERRY_INPUTS_V1    ferry.v1.input.<tenant>.<run id>           the run's input, in chunks
+const (
+	BucketRunRequests = "ferry_v1_run_requests"
+	BucketIdempotency = "ferry_v1_idempotency"
+	InputStream       = "FERRY_INPUTS_V1"
+	inputSubject      = "ferry.v1.input."
+
+	// IdempotencyTTL is how long an Idempotency-Key returns the same run.
+	IdempotencyTTL = 24 * time.Hour
+	// DefaultMaxConcurrentRuns is Options.MaxConcurrentRuns when it is 0.
+	DefaultMaxConcurrentRuns = 4
+
+	runLease        = 30 * time.Second
+	runScanInterval = 10 * time.Second
+	// inputChunkBytes keeps each input message well under NATS's default
+	// 1 MiB max payload.
+	inputChunkBytes = 256 << 10
+)
+
+// Errors of StartRun (see startRunProblem for their HTTP statuses).
+var (
+	ErrUnknownIntegration  = errors.New("unknown integration")
+	ErrIntegrationInactive = errors.New("integration is deactivated")
+	ErrShuttingDown        = errors.New("the server is shutting down")
+	ErrRunIDInUse          = errors.New("run id belongs to another integration")
+	ErrInvalidInput        = errors.New("invalid input")
+)
+
+// TriggerRequest asks StartRun for a run.
+type TriggerRequest struct {
+	Tenant, Integration string
+	// Trigger says what started the run: "api" (sync events), "webhook",
+	// "schedule", ... (default "api").
+	Trigger string
+	// Input are records (JSON objects) read in place of the integration's
+	// source; nil reads the source. A run with input does not use or move the
+	// integration's incremental cursor.
+	Input []json.RawMessage
+	// IdempotencyKey: the same key for the same tenant and integration returns
+	// the same run id, without starting another run, for IdempotencyTTL.
+	IdempotencyKey string
+	// RunID is the run's id; a sortable unique id when empty. A RunID that
+	// exists already returns that run (ErrRunIDInUse if it is another
+	// integration's).
+	RunID string
+}
+
+// runRequest is a started run until it ended (KV ferry_v1_run_requests).
+type runRequest struct {
+	RunID       string    `json:"runId"`
+	Tenant      string    `json:"tenant"`
+	Integration string    `json:"integration"`
+	Trigger     string    `json:"trigger"`
+	Revision    int       `json:"revision"`
+	Queued      time.Time `json:"queued"`
+	// HasInput: the run reads InputRecords records from the input stream's
+	// messages InputSeqs instead of its source.
+	HasInput     bool     `json:"hasInput,omitempty"`
+	InputRecords int      `json:"inputRecords,omitempty"`
+	InputSeqs    []uint64 `json:"inputSeqs,omitempty"`
+	// Owner is the server executing the run, until LeaseUntil.
+	Owner      string    `json:"owner,omitempty"`
+	LeaseUntil time.Time `json:"leaseUntil,omitzero"`
+	// Error is set when the run could not be started at all (final).
+	Error string `json:"error,omitempty"`
+}
+
+func requestKey(tenant, runID string) string { return tenant + "." + runID }
+
+func idempotencyKey(tenant, integration, key string) string {
+	sum := sha256.Sum256([]byte(key))
+	return tenant + "." + base64.RawURLEncoding.EncodeToString([]byte(integration)) + "." + hex.EncodeToString(sum[:])
+}
+
+// nameRe is what the runtime accepts as an integration name or run id.
+var nameRe = regexp.MustCompile(`^[A-Za-z0-9_-]{1,128}$`)
+
+// newRunID is sortable (UTC time to the millisecond) and unique (random).
+func newRunID(t time.Time) string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return t.UTC().Format("20060102T150405") + fmt.Sprintf("%03dZ-", t.UTC().Nanosecond()/1e6) + hex.EncodeToString(b[:])
+}
+
+type activeRun struct {
+	done chan struct{} // closed when the run's execution in this process ended
+}
+
+type runManager struct {
+	s      *Server
+	reqs   jetstream.KeyValue
+	idem   jetstream.KeyValue
+	inputs jetstream.Stream
+	node   string
+	sem    chan struct{}
+
+	ctx    context.Context // cancelled when Close gives up waiting: runs stop, resumable
+	cancel context.CancelFunc
+
+	mu      sync.Mutex
+	closed  bool
+	closing chan struct{}
+	active  map[string]*activeRun // requestKey → run executing here
+	// intLocks queue the runs of one integration (tenant/integration).
+	intLocks map[string]chan struct{}
+	wg       sync.WaitGroup // executing runs
+	scanWG   sync.WaitGroup
+}
+
+func newRunManager(ctx context.Context, s *Server) (*runManager, error) {
+	m := &runManager{s: s, node: randomBase62(12), active: map[string]*activeRun{}, intLocks: map[string]chan struct{}{}, closing: make(chan struct{})}
+	n := s.opts.MaxConcurrentRuns
+	if n <= 0 {
+		n = DefaultMaxConcurrentRuns
+	}
+	m.sem = make(chan struct{}, n)
+	var err error
+	if m.reqs, err = s.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket: BucketRunRequests, History: 1, Storage: jetstream.FileStorage, Replicas: s.opts.Replicas,
+		Description: "ferry: started runs until they ended (resumed after a restart)",
+	}); err != nil {
+		return nil, fmt.Errorf("apiserver: creating bucket %s: %w", BucketRunRequests, err)
+	}
+	if m.idem, err = s.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket: BucketIdempotency, History: 1, Storage: jetstream.FileStorage, Replicas: s.opts.Replicas,
+		TTL: IdempotencyTTL, Description: "ferry: Idempotency-Key → run id",
+	}); err != nil {
+		return nil, fmt.Errorf("apiserver: creating bucket %s: %w", BucketIdempotency, err)
+	}
+	if m.inputs, err = s.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:        InputStream,
+		Description: "ferry: input records of runs (sync events, webhooks) until the run ended",
+		Subjects:    []string{inputSubject + ">"},
+		Storage:     jetstream.FileStorage,
+		Retention:   jetstream.LimitsPolicy,
+		Replicas:    s.opts.Replicas,
+	}); err != nil {
+		return nil, fmt.Errorf("apiserver: creating stream %s: %w", InputStream, err)
+	}
+	m.ctx, m.cancel = context.WithCancel(context.Background())
+	return m, nil
+}
+
+// start resumes the runs found unfinished, now and every runScanInterval.
+func (m *runManager) start() {
+	m.scanWG.Add(1)
+	go func() {
+		defer m.scanWG.Done()
+		t := time.NewTicker(runScanInterval)
+		defer t.Stop()
+		for {
+			m.scan()
+			select {
+			case <-m.closing:
+				return
+			case <-t.C:
+			}
+		}
+	}()
+}
+
+// enter registers a run about to execute; false once Close started.
+func (m *runManager) enter() bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return false
+	}
+	m.wg.Add(1)
+	return true
+}
+
+// StartRun starts a run of an integration of tenant's current configuration
+// and returns its id (the correlation id) once the run is stored durably; the
+// run executes asynchronously. It refuses, before storing anything, an
+// integration the current revision does not declare (ErrUnknownIntegration),
+// a deactivated one (ErrIntegrationInactive), a tenant without configuration
+// (ErrNoConfig), invalid input (ErrInvalidInput) and, once Close started,
+// everything (ErrShuttingDown).
+//
+// The run keeps the compiled program of the revision it started on; a new
+// apply affects later runs only.
+func (s *Server) StartRun(ctx context.Context, req TriggerRequest) (string, error) {
+	m := s.runs
+	if !m.enter() {
+		return "", ErrShuttingDown
+	}
+	launched := false
+	defer func() {
+		if !launched {
+			m.wg.Done()
+		}
+	}()
+	if !tenantNameRe.MatchString(req.Tenant) {
+		return "", fmt.Errorf("%w: invalid tenant %q", ErrUnknownIntegration, req.Tenant)
+	}
+	if req.Trigger == "" {
+		req.Trigger = "api"
+	}
+	if !nameRe.MatchString(req.Integration) {
+		return "", fmt.Errorf("%w %q", ErrUnknownIntegration, req.Integration)
+	}
+	if req.RunID != "" && !nameRe.MatchString(req.RunID) {
+		return "", fmt.Errorf("%w: run id %q must be 1-128 letters, digits, '_' or '-'", ErrInvalidInput, req.RunID)
+	}
+	for i, rec := range req.Input {
+		if t := strings.TrimLeft(string(rec), " \t\r\n"); !strings.HasPrefix(t, "{") || !json.Valid(rec) {
+			return "", fmt.Errorf("%w: input[%d] is not a JSON object", ErrInvalidInput, i)
+		}
+	}
+	prog, rev, err := s.CurrentProgram(ctx, req.Tenant)
+	if err != nil {
+		return "", err
+	}
+	if pl, ok := prog.Pipelines[req.Integration]; !ok || pl == nil {
+		return "", fmt.Errorf("%w %q: revision %d does not declare it", ErrUnknownIntegration, req.Integration, rev)
+	}
+	active, err := s.IntegrationActive(ctx, req.Tenant, req.Integration)
+	if err != nil {
+		return "", err
+	}
+	if !active {
+		return "", fmt.Errorf("%w: %q", ErrIntegrationInactive, req.Integration)
+	}
+
+	runID := req.RunID
+	if runID != "" {
+		if id, done, err := m.existing(ctx, req.Tenant, req.Integration, runID); done || err != nil {
+			return id, err
+		}
+	} else {
+		runID = newRunID(s.now())
+	}
+	var idemKey string
+	if req.IdempotencyKey != "" {
+		idemKey = idempotencyKey(req.Tenant, req.Integration, req.IdempotencyKey)
+		if id, err := m.claimIdempotencyKey(ctx, req.Tenant, req.Integration, idemKey, runID); err != nil || id != runID {
+			return id, err // the run this key started
+		}
+	}
+	undo := func() {
+		bg := context.WithoutCancel(ctx)
+		if idemKey != "" {
+			_ = m.idem.Delete(bg, idemKey)
+		}
+		if req.Input != nil {
+			m.purgeInput(bg, req.Tenant, runID)
+		}
+	}
+	rr := runRequest{RunID: runID, Tenant: req.Tenant, Integration: req.Integration, Trigger: req.Trigger,
+		Revision: rev, Queued: s.now().UTC(), Owner: m.node, LeaseUntil: time.Now().Add(runLease)}
+	if req.Input != nil {
+		rr.HasInput, rr.InputRecords = true, len(req.Input)
+		if rr.InputSeqs, err = m.storeInput(ctx, req.Tenant, runID, req.Input); err != nil {
+			undo()
+			return "", err
+		}
+	}
+	b, _ := json.Marshal(rr)
+	if _, err := m.reqs.Create(ctx, requestKey(req.Tenant, runID), b); err != nil {
+		undo()
+		if errors.Is(err, jetstream.ErrKeyExists) && req.RunID != "" {
+			id, _, err := m.existing(ctx, req.Tenant, req.Integration, runID)
+			return id, err
+		}
+		return "", fmt.Errorf("storing run %s: %w", runID, err)
+	}
+	launched = true
+	m.launch(rr, prog)
+	return runID, nil
+}
+
+// claimIdempotencyKey stores key → runID unless the key is stored already;
+// it returns the run id the key stands for. A key whose run was never stored
+// (its StartRun died between the key and the request) is taken over.
+func (m *runManager) claimIdempotencyKey(ctx context.Context, tenant, integration, key, runID string) (string, error) {
+	for range 3 {
+		if _, err := m.idem.Create(ctx, key, []byte(runID)); err == nil {
+			return runID, nil
+		} else if !errors.Is(err, jetstream.ErrKeyExists) {
+			return "", fmt.Errorf("storing the idempotency key: %w", err)
+		}
+		e, err := m.idem.Get(ctx, key)
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			continue // expired meanwhile
+		}
+		if err != nil {
+			return "", fmt.Errorf("reading the idempotency key: %w", err)
+		}
+		id := string(e.Value())
+		// The request is stored right after the key; give a concurrent
+		// StartRun a moment before declaring the key orphaned.
+		for i := 0; ; i++ {
+			if _, found, err := m.existing(ctx, tenant, integration, id); found || err != nil {
+				if errors.Is(err, ErrRunIDInUse) {
+					err = nil
+				}
+				return id, err
+			}
+			if i == 20 || time.Since(e.Created()) > time.Minute {
+				break
+			}
+			select {
+			case <-ctx.Done():
+				return "", ctx.Err()
+			case <-time.After(100 * time.Millisecond):
+			}
+		}
+		if _, err := m.idem.Update(ctx, key, []byte(runID), e.Revision()); err == nil {
+			return runID, nil
+		}
+	}
+	return "", fmt.Errorf("storing the idempotency key: too many concurrent triggers")
+}
+
+// existing looks for a run with a caller-chosen id: done is true when it
+// exists (as a request or a run), err is ErrRunIDInUse when it is another
+// integration's.
+func (m *runManager) existing(ctx context.Context, tenant, integration, runID string) (string, bool, error) {
+	var rr runRequest
+	if _, found, err := getJSON(ctx, m.reqs, requestKey(tenant, runID), &rr); err != nil {
+		return "", true, err
+	} else if found {
+		if rr.Integration != integration {
+			return "", true, fmt.Errorf("%w: %s", ErrRunIDInUse, runID)
+		}
+		return runID, true, nil
+	}
+	run, err := m.s.rt.Runs().Get(ctx, tenant, runID)
+	switch {
+	case errors.Is(err, runtime.ErrNotFound):
+		return "", false, nil
+	case err != nil:
+		return "", true, err
+	case run.Integration != integration:
+		return "", true, fmt.Errorf("%w: %s", ErrRunIDInUse, runID)
+	}
+	return runID, true, nil
+}
+
+// storeInput publishes the records in chunks of about inputChunkBytes (a JSON
+// array each) and returns the messages' sequence numbers.
+func (m *runManager) storeInput(ctx context.Context, tenant, runID string, recs []json.RawMessage) ([]uint64, error) {
+	var seqs []uint64
+	subject := inputSubject + tenant + "." + runID
+	flush := func(chunk []json.RawMessage) error {
+		b, _ := json.Marshal(chunk)
+		ack, err := m.s.js.Publish(ctx, subject, b)
+		if err != nil {
+			return fmt.Errorf("storing the input of run %s: %w", runID, err)
+		}
+		seqs = append(seqs, ack.Sequence)
+		return nil
+	}
+	var chunk []json.RawMessage
+	size := 0
+	for _, r := range recs {
+		if len(chunk) > 0 && size+len(r) > inputChunkBytes {
+			if err := flush(chunk); err != nil {
+				return nil, err
+			}
+			chunk, size = nil, 0
+		}
+		chunk = append(chunk, r)
+		size += len(r) + 1
+	}
+	if len(chunk) > 0 {
+		if err := flush(chunk); err != nil {
+			return nil, err
+		}
+	}
+	return seqs, nil
+}
+
+// loadInput reads a run's input back, in order.
+func (m *runManager) loadInput(ctx context.Context, rr runRequest) ([]connectors.Record, error) {
+	out := make([]connectors.Record, 0, rr.InputRecords)
+	for _, seq := range rr.InputSeqs {
+		msg, err := m.inputs.GetMsg(ctx, seq)
+		if err != nil {
+			return nil, fmt.Errorf("reading the input of run %s (message %d): %w", rr.RunID, seq, err)
+		}
+		var chunk []json.RawMessage
+		if err := json.Unmarshal(msg.Data, &chunk); err != nil {
+			return nil, fmt.Errorf("decoding the input of run %s: %w", rr.RunID, err)
+		}
+		for _, r := range chunk {
+			out = append(out, connectors.Record{Raw: r, Position: "input[" + strconv.Itoa(len(out)) + "]"})
+		}
+	}
+	return out, nil
+}
+
+func (m *runManager) purgeInput(ctx context.Context, tenant, runID string) {
+	if err := m.inputs.Purge(ctx, jetstream.WithPurgeSubject(inputSubject+tenant+"."+runID)); err != nil {
+		m.s.log.Warn("removing the input of a run", "tenant", tenant, "run", runID, "error", err)
+	}
+}
+
+// launch executes a registered (enter) run asynchronously. prog is the
+// compiled program of rr.Revision, nil to compile it.
+func (m *runManager) launch(rr runRequest, prog *engine.Program) {
+	key := requestKey(rr.Tenant, rr.RunID)
+	ar := &activeRun{done: make(chan struct{})}
+	m.mu.Lock()
+	m.active[key] = ar
+	m.mu.Unlock()
+	go func() {
+		defer m.wg.Done()
+		defer func() {
+			m.mu.Lock()
+			delete(m.active, key)
+			m.mu.Unlock()
+			close(ar.done)
+		}()
+		m.execute(rr, prog)
+	}()
+}
+
+// integrationLock is the one-slot queue of an integration's runs here.
+func (m *runManager) integrationLock(tenant, integration string) chan struct{} {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	k := tenant + "/" + integration
+	lk := m.intLocks[k]
+	if lk == nil {
+		lk = make(chan struct{}, 1)
+		m.intLocks[k] = lk
+	}
+	return lk
+}
+
+// doneChan is closed when the run's execution in this process ended; nil when
+// it does not execute here.
+func (m *runManager) doneChan(tenant, runID string) <-chan struct{} {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if ar := m.active[requestKey(tenant, runID)]; ar != nil {
+		return ar.done
+	}
+	return nil
+}
+
+func (m *runManager) execute(rr runRequest, prog *engine.Program) {
+	log := m.s.log.With("tenant", rr.Tenant, "integration", rr.Integration, "run", rr.RunID)
+	key := requestKey(rr.Tenant, rr.RunID)
+	stopLease := m.keepLease(key)
+	defer stopLease()
+
+	interrupted := func() {
+		stopLease()
+		m.release(key)
+	}
+	var err error
+	if prog == nil {
+		if prog, err = m.programAt(m.ctx, rr.Tenant, rr.Revision); err != nil {
+			if m.ctx.Err() != nil {
+				interrupted()
+				return
+			}
+			m.fail(rr, fmt.Errorf("compiling revision %d: %w", rr.Revision, err))
+			return
+		}
+	}
+	secrets := m.s.Secrets(rr.Tenant)
+	revision := strconv.Itoa(rr.Revision)
+	job, err := runtime.ProgramJob(rr.Tenant, prog, rr.Integration, secrets, revision)
+	if err != nil {
+		m.fail(rr, err)
+		return
+	}
+	if rr.HasInput {
+		// The input replaces the source; the source's cursor is neither used
+		// nor moved.
+		job.CursorField = ""
+		job.OpenSource = func(ctx context.Context) (connectors.Source, error) {
+			recs, err := m.loadInput(ctx, rr)
+			if err != nil {
+				return nil, err
+			}
+			return &engine.MemorySource{Records: recs}, nil
+		}
+	}
+
+	// Runs of one integration run one after another (unless it allows
+	// parallel runs): queue here, in order, rather than in a slot of the
+	// semaphore waiting for the runtime's integration lock.
+	if !job.AllowParallelRuns {
+		lk := m.integrationLock(rr.Tenant, rr.Integration)
+		select {
+		case lk <- struct{}{}:
+		case <-m.ctx.Done():
+			interrupted()
+			return
+		}
+		defer func() { <-lk }()
+	}
+	select {
+	case m.sem <- struct{}{}:
+	case <-m.ctx.Done():
+		interrupted()
+		return
+	}
+	defer func() { <-m.sem }()
+
+	log.Info("run starting", "trigger", rr.Trigger, "revision", rr.Revision)
+	m.emit(rr, EventRunStarted, map[string]any{"runId": rr.RunID, "trigger": rr.Trigger, "revision": rr.Revision})
+	res, err := m.s.rt.RunJob(m.ctx, job, runtime.RunOptions{Trigger: rr.Trigger, Secrets: secrets, Revision: revision, RunID: rr.RunID})
+	stopLease()
+	switch {
+	case err == nil:
+		log.Info("run ended", "status", res.Status, "total", res.Counts.Total, "success", res.Counts.Success,
+			"failed", res.Counts.Failed, "skipped", res.Counts.Skipped)
+		m.emitEnded(rr, res)
+		m.finish(context.Background(), rr)
+	case m.ctx.Err() != nil:
+		log.Warn("run interrupted by shutdown; it resumes when a server starts", "error", err)
+		m.release(key)
+	case errors.Is(err, runtime.ErrRunMismatch), errors.Is(err, runtime.ErrInvalidName):
+		m.fail(rr, err)
+	default:
+		// Infrastructure: the request stays; a scan takes it up again.
+		log.Error("run stopped; it is retried", "error", err)
+		m.release(key)
+	}
+}
+
+// emit sends a run event to the tenant's subscriptions. The event id is derived
+// from the run, so a resumed run does not announce its start twice; a failure
+// to record it is logged, never fatal to the run.
+func (m *runManager) emit(rr runRequest, typ string, data any) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	err := m.s.Emit(ctx, Event{Type: typ, Tenant: rr.Tenant, Integration: rr.Integration, Subject: "runs/" + rr.RunID, Data: data})
+	if err != nil {
+		m.s.log.Warn("recording a run event", "type", typ, "run", rr.RunID, "error", err)
+	}
+}
+
+// emitEnded announces a finished run: run.failed when it failed, else
+// run.completed; and dlq.added when records of it went to the DLQ.
+func (m *runManager) emitEnded(rr runRequest, res *engine.RunResult) {
+	data := map[string]any{"runId": rr.RunID, "trigger": rr.Trigger, "revision": rr.Revision, "status": res.Status,
+		"counts": res.Counts, "started": res.Started, "ended": res.Ended, "error": res.Error}
+	typ := EventRunCompleted
+	if res.Status == engine.RunFailed {
+		typ = EventRunFailed
+	}
+	m.emit(rr, typ, data)
+	if res.Counts.Failed > 0 {
+		m.emit(rr, EventDLQAdded, map[string]any{"runId": rr.RunID, "entries": res.Counts.Failed,
+			"links": map[string]string{"dlq": "/v1/dlq?run=" + rr.RunID}})
+	}
+}
+
+// programAt is the compiled program of a tenant's revision n.
+func (m *runManager) programAt(ctx context.Context, tenant string, n int) (*engine.Program, error) {
+	if prog, cur, err := m.s.CurrentProgram(ctx, tenant); err == nil && cur == n {
+		return prog, nil
+	}
+	rev, found, err := m.s.revision(ctx, tenant, n)
+	if err != nil {
+		return nil, err
+	}
+	if !found {
+		return nil, fmt.Errorf("revision %d of tenant %s not found", n, tenant)
+	}
+	comp, err := compileFiles(tenant, rev.Files)
+	if err != nil {
+		return nil, err
+	}
+	return comp.prog, nil
+}
+
+// finish removes the request and the input of an ended run.
+func (m *runManager) finish(ctx context.Context, rr runRequest) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if rr.HasInput {
+		m.purgeInput(ctx, rr.Tenant, rr.RunID)
+	}
+	if err := m.reqs.Delete(ctx, requestKey(rr.Tenant, rr.RunID)); err != nil {
+		m.s.log.Warn("removing the request of an ended run", "run", rr.RunID, "error", err)
+	}
+}
+
+// fail records that a run could not start at all; it stays visible as failed.
+func (m *runManager) fail(rr runRequest, cause error) {
+	m.s.log.Error("run could not start", "tenant", rr.Tenant, "integration", rr.Integration, "run", rr.RunID, "error", cause)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_ = m.update(ctx, requestKey(rr.Tenant, rr.RunID), func(r *runRequest) bool {
+		r.Error, r.Owner, r.LeaseUntil = cause.Error(), "", time.Time{}
+		return true
+	})
+	if rr.HasInput {
+		m.purgeInput(ctx, rr.Tenant, rr.RunID)
+	}
+}
+
+// release gives up this server's lease, so the run is resumed at once by the
+// next scan of any server.
+func (m *runManager) release(key string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = m.update(ctx, key, func(r *runRequest) bool {
+		if r.Owner != m.node {
+			return false
+		}
+		r.Owner, r.LeaseUntil = "", time.Time{}
+		return true
+	})
+}
+
+// keepLease renews the lease of a run executing here until stop is called.
+func (m *runManager) keepLease(key string) (stop func()) {
+	quit := make(chan struct{})
+	var once sync.Once
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(runLease / 3)
+		defer t.Stop()
+		for {
+			select {
+			case <-quit:
+				return
+			case <-t.C:
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				err := m.update(ctx, key, func(r *runRequest) bool {
+					if r.Owner != m.node {
+						return false
+					}
+					r.LeaseUntil = time.Now().Add(runLease)
+					return true
+				})
+				cancel()
+				if err != nil {
+					m.s.log.Warn("renewing a run's lease", "key", key, "error", err)
+				}
+			}
+		}
+	}()
+	return func() { once.Do(func() { close(quit); wg.Wait() }) }
+}
+
+// update changes a stored request with compare-and-set; fn returns false to
+// leave it unchanged. A request that is gone is not an error.
+func (m *runManager) update(ctx context.Context, key string, fn func(*runRequest) bool) error {
+	for range 20 {
+		var rr runRequest
+		rev, found, err := getJSON(ctx, m.reqs, key, &rr)
+		if err != nil || !found {
+			return err
+		}
+		if !fn(&rr) {
+			return nil
+		}
+		b, _ := json.Marshal(rr)
+		if _, err := m.reqs.Update(ctx, key, b, rev); err != nil {
+			if isConflict(err) || strings.Contains(err.Error(), "wrong last sequence") {
+				continue
+			}
+			return err
+		}
+		return nil
+	}
+	return fmt.Errorf("updating %s: too many concurrent updates", key)
+}
+
+// scan takes up the requests whose run did not end and whose lease expired:
+// runs of a server that died or shut down.
+func (m *runManager) scan() {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	keys, err := keysOf(ctx, m.reqs, ">")
+	if err != nil {
+		if !errors.Is(err, jetstream.ErrNoKeysFound) {
+			m.s.log.Warn("scanning for runs to resume", "error", err)
+		}
+		return
+	}
+	for _, key := range keys {
+		select {
+		case <-m.closing:
+			return
+		default:
+		}
+		m.mu.Lock()
+		_, here := m.active[key]
+		m.mu.Unlock()
+		if here {
+			continue
+		}
+		m.takeOver(ctx, key)
+	}
+}
+
+func (m *runManager) takeOver(ctx context.Context, key string) {
+	var rr runRequest
+	rev, found, err := getJSON(ctx, m.reqs, key, &rr)
+	if err != nil || !found || rr.Error != "" {
+		return
+	}
+	if rr.Owner != "" && time.Now().Before(rr.LeaseUntil) {
+		return // executing on a live server
+	}
+	if run, err := m.s.rt.Runs().Get(ctx, rr.Tenant, rr.RunID); err == nil && run.Finished() {
+		m.finish(ctx, rr) // ended; its process died before removing the request
+		return
+	}
+	if !m.enter() {
+		return
+	}
+	rr.Owner, rr.LeaseUntil = m.node, time.Now().Add(runLease)
+	b, _ := json.Marshal(rr)
+	if _, err := m.reqs.Update(ctx, key, b, rev); err != nil {
+		m.wg.Done() // another server was quicker
+		return
+	}
+	m.s.log.Info("resuming run", "tenant", rr.Tenant, "integration", rr.Integration, "run", rr.RunID, "revision", rr.Revision)
+	m.launch(rr, nil)
+}
+
+// Close stops starting runs (StartRun returns ErrShuttingDown), waits for the
+// runs in flight until ctx is done, then cancels those still running: they
+// stay resumable and the next server on the same data (or, on a cluster, any
+// other server) resumes them. Call it before closing the runtime.
+func (s *Server) Close(ctx context.Context) error {
+	m := s.runs
+	m.mu.Lock()
+	if m.closed {
+		m.mu.Unlock()
+		return nil
+	}
+	m.closed = true
+	close(m.closing)
+	inFlight := len(m.active)
+	m.mu.Unlock()
+	m.scanWG.Wait()
+
+	done := make(chan struct{})
+	go func() { m.wg.Wait(); close(done) }()
+	if inFlight > 0 {
+		s.log.Info("waiting for runs in flight", "runs", inFlight)
+	}
+	// The event dispatcher stops last, so the events of runs ending now are
+	// still recorded (delivery resumes on any node).
+	defer s.stopEvents()
+	select {
+	case <-done:
+		m.cancel()
+		return nil
+	case <-ctx.Done():
+	}
+	m.mu.Lock()
+	left := len(m.active)
+	m.mu.Unlock()
+	m.cancel()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		return fmt.Errorf("apiserver: %d runs did not stop within 30s of being cancelled", left)
+	}
+	s.log.Warn("runs interrupted at shutdown; they resume when a server starts", "runs", left)
+	return nil
+}
+
+// runState is a run as the API shows it: the runtime's run, or the stored
+// request of a run that has not started yet (queued) or could not start.
+func (s *Server) runState(ctx context.Context, tenant, runID string) (*runtime.Run, error) {
+	if !nameRe.MatchString(runID) {
+		return nil, runtime.ErrNotFound
+	}
+	run, err := s.rt.Runs().Get(ctx, tenant, runID)
+	if err == nil || !errors.Is(err, runtime.ErrNotFound) {
+		return run, err
+	}
+	var rr runRequest
+	_, found, gerr := getJSON(ctx, s.runs.reqs, requestKey(tenant, runID), &rr)
+	if gerr != nil {
+		return nil, gerr
+	}
+	if !found {
+		return nil, err
+	}
+	return rr.asRun(), nil
+}
+
+func (rr *runRequest) asRun() *runtime.Run {
+	run := &runtime.Run{ID: rr.RunID, Tenant: rr.Tenant, Integration: rr.Integration, Trigger: rr.Trigger,
+		Revision: strconv.Itoa(rr.Revision), Status: engine.RunQueued, Queued: rr.Queued}
+	if rr.Error != "" {
+		run.Status, run.Error, run.Ended = engine.RunFailed, rr.Error, rr.Queued
+	}
+	return run
+}
+
+// pendingRuns are the tenant's stored requests whose run the runtime does
+// not know yet (queued, or could not start).
+func (s *Server) pendingRuns(ctx context.Context, tenant string, known map[string]bool) ([]*runtime.Run, error) {
+	keys, err := keysOf(ctx, s.runs.reqs, tenant+".*")
+	if err != nil && !errors.Is(err, jetstream.ErrNoKeysFound) {
+		return nil, err
+	}
+	var out []*runtime.Run
+	for _, k := range keys {
+		id := strings.TrimPrefix(k, tenant+".")
+		if known[id] {
+			continue
+		}
+		var rr runRequest
+		if _, found, err := getJSON(ctx, s.runs.reqs, k, &rr); err != nil {
+			return nil, err
+		} else if found {
+			if _, err := s.rt.Runs().Get(ctx, tenant, id); err == nil {
+				continue // started since the list was read
+			}
+			out = append(out, rr.asRun())
+		}
+	}
+	return out, nil
+}
+
+// waitRun waits until the run ended, d passed, ctx is done or the server
+// shuts down, and returns its state then.
+func (s *Server) waitRun(ctx context.Context, tenant, runID string, d time.Duration) (*runtime.Run, error) {
+	deadline := time.NewTimer(d)
+	defer deadline.Stop()
+	tick := time.NewTicker(200 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		run, err := s.runState(ctx, tenant, runID)
+		if err != nil || run.Finished() {
+			return run, err
+		}
+		done := s.runs.doneChan(tenant, runID)
+		select {
+		case <-done: // nil when executing elsewhere: the ticker polls
+		case <-tick.C:
+		case <-deadline.C:
+			return s.runState(ctx, tenant, runID)
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-s.runs.closing:
+			return s.runState(ctx, tenant, runID)
+		}
+	}
+}

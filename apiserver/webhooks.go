@@ -1,0 +1,322 @@
+package apiserver
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/ferryhq/ferry/apiserver/webhook"
+	"github.com/ferryhq/ferry/engine"
+	"github.com/ferryhq/ferry/lang"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/zclconf/go-cty/cty"
+)
+
+// Inbound webhooks: POST /v1/webhooks/{tenant}/{integration}.
+//
+// The route is public (no API key): the delivery's signature, token or basic
+// credentials, checked per the integration's webhook block (package webhook),
+// are its authentication. In order:
+//
+//  1. the tenant, the integration and its webhook block must exist in the
+//     current revision, else 404 (one body for all three: no enumeration);
+//  2. the body is read raw, up to WebhookMaxBodyBytes (413 beyond);
+//  3. the delivery is verified (401);
+//  4. a topic the block does not accept is acknowledged (200, ignored): a
+//     4xx would only make the sender retry, and Shopify removes
+//     subscriptions that keep failing;
+//  5. the records are extracted (422 when the body does not hold them);
+//  6. StartRun stores the run and its input durably (JetStream acks) and
+//     answers 202 with the run id. A delivery id (X-Shopify-Event-Id, ...) is
+//     the run's idempotency key: a repeated delivery starts nothing and gets
+//     200 {"duplicate": true, "runId": <the first run>}.
+//
+// Nothing is enqueued on any error; no hostile input yields a 500.
+
+// WebhookMaxBodyBytes bounds a webhook body (and Options.MaxBodyBytes, when
+// smaller, bounds it further).
+const WebhookMaxBodyBytes = 5 << 20
+
+// webhookEndpointTTL is how long a built endpoint (with its resolved
+// secrets) is reused: a changed secret applies within this time; a new
+// revision applies at once. (A variable for tests.)
+var webhookEndpointTTL = 5 * time.Second
+
+// Outcomes of ferry_webhook_requests_total.
+const (
+	whAccepted     = "accepted"
+	whDuplicate    = "duplicate"
+	whIgnored      = "ignored"
+	whUnauthorized = "unauthorized"
+	whNotFound     = "not_found"
+	whTooLarge     = "too_large"
+	whInvalid      = "invalid"
+	whUnavailable  = "unavailable" // misconfigured, deactivated, JetStream down, shutting down
+)
+
+// webhookResponse is the body of 202 (accepted), and of 200 for a duplicate
+// or an ignored topic.
+type webhookResponse struct {
+	// RunID is the run the delivery started (or, for a duplicate, the run the
+	// first delivery started).
+	RunID string `json:"runId,omitempty"`
+	// Records is the number of records the delivery holds.
+	Records   int    `json:"records"`
+	Duplicate bool   `json:"duplicate,omitempty"`
+	Ignored   bool   `json:"ignored,omitempty"`
+	Topic     string `json:"topic,omitempty"`
+}
+
+type webhooks struct {
+	s        *Server
+	requests *prometheus.CounterVec
+
+	mu        sync.Mutex
+	endpoints map[string]endpointEntry // tenant \x00 integration →
+}
+
+type endpointEntry struct {
+	revision int
+	built    time.Time
+	ep       *webhook.Endpoint
+	err      error
+}
+
+// webhookRoutes is the webhook route, with its metrics registered.
+func (s *Server) webhookRoutes() []Route {
+	wh := &webhooks{s: s, endpoints: map[string]endpointEntry{}}
+	wh.requests = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "ferry_webhook_requests_total",
+		Help: "Inbound webhook deliveries by outcome (accepted, duplicate, ignored, unauthorized, not_found, too_large, invalid, unavailable) and tenant (empty when the tenant or integration is unknown).",
+	}, []string{"outcome", "tenant"})
+	if err := s.Registry().Register(wh.requests); err != nil {
+		var are prometheus.AlreadyRegisteredError
+		if errors.As(err, &are) {
+			wh.requests = are.ExistingCollector.(*prometheus.CounterVec)
+		}
+	}
+	return []Route{{
+		Method: "POST", Pattern: "/v1/webhooks/{tenant}/{integration}",
+		Summary: "Receive a webhook delivery for an integration with a webhook block: verified per its verify mode (no API key), " +
+			"its records stored durably and run (202 with the run id); a repeated delivery id answers 200 with the first run",
+		Tag: "webhooks", Request: json.RawMessage{}, Response: webhookResponse{}, Status: http.StatusAccepted,
+		Handle: wh.post,
+	}}
+}
+
+func (wh *webhooks) count(outcome, tenant string) {
+	wh.requests.WithLabelValues(outcome, tenant).Inc()
+}
+
+var errNoWebhook = newProblem(http.StatusNotFound, probNotFound, "no webhook at this address: check the tenant, the integration and that it has a webhook block")
+
+func (wh *webhooks) post(w http.ResponseWriter, r *http.Request, _ *Principal) error {
+	s := wh.s
+	tenant, name := r.PathValue("tenant"), r.PathValue("integration")
+	ctx := r.Context()
+
+	ep, rev, err := wh.endpoint(ctx, tenant, name)
+	if err != nil {
+		if errors.Is(err, errUnknownWebhook) {
+			wh.count(whNotFound, "")
+			return errNoWebhook
+		}
+		wh.count(whUnavailable, tenant)
+		if errors.Is(err, context.Canceled) {
+			return err
+		}
+		if !errors.Is(err, errWebhookConfig) { // logged when built
+			s.log.Error("webhook cannot be served", "tenant", tenant, "integration", name, "revision", rev, "error", err)
+		}
+		w.Header().Set("Retry-After", "30")
+		return newProblem(http.StatusServiceUnavailable, probUnavailable, "this webhook cannot accept deliveries right now; the server log has the details")
+	}
+
+	// Modes that do not sign the body are checked before it is read.
+	early := !ep.VerifiesBody()
+	if early {
+		if err := ep.Verify(r, nil); err != nil {
+			return wh.unauthorized(w, ep, tenant, err)
+		}
+	}
+
+	limit := min(int64(WebhookMaxBodyBytes), s.opts.MaxBodyBytes)
+	if r.ContentLength > limit {
+		wh.count(whTooLarge, tenant)
+		return newProblem(http.StatusRequestEntityTooLarge, probTooLarge, "the body is larger than the limit of %d bytes", limit)
+	}
+	body, err := readBody(w, r, limit)
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			wh.count(whTooLarge, tenant)
+			return newProblem(http.StatusRequestEntityTooLarge, probTooLarge, "the body is larger than the limit of %d bytes", limit)
+		}
+		wh.count(whInvalid, tenant)
+		return newProblem(http.StatusBadRequest, probBadRequest, "reading the body failed: %s", err.Error())
+	}
+
+	if !early {
+		if err := ep.Verify(r, body); err != nil {
+			return wh.unauthorized(w, ep, tenant, err)
+		}
+	}
+
+	topic := ep.Topic(r)
+	if !ep.Accepts(topic) {
+		wh.count(whIgnored, tenant)
+		writeJSON(w, r, http.StatusOK, webhookResponse{Ignored: true, Topic: topic})
+		return nil
+	}
+	recs, err := ep.Records(topic, body)
+	if err != nil {
+		wh.count(whInvalid, tenant)
+		return newProblem(http.StatusUnprocessableEntity, probInvalidInput, "%s", err.Error())
+	}
+
+	req := TriggerRequest{Tenant: tenant, Integration: name, Trigger: "webhook", Input: recs}
+	if id := ep.DeliveryID(r); id != "" {
+		// Namespaced, so a delivery id never meets a sync event's
+		// Idempotency-Key; our own run id tells a repeated delivery apart.
+		req.IdempotencyKey = "webhook:" + id
+		req.RunID = newRunID(s.now())
+	}
+	runID, err := s.StartRun(ctx, req)
+	if err != nil {
+		if errors.Is(err, ErrUnknownIntegration) || errors.Is(err, ErrNoConfig) {
+			wh.count(whNotFound, "") // removed by an apply just now
+			return errNoWebhook
+		}
+		wh.count(whUnavailable, tenant)
+		switch {
+		case errors.Is(err, ErrIntegrationInactive), errors.Is(err, ErrShuttingDown):
+			return startRunProblem(w, err)
+		case errors.Is(err, ErrInvalidInput):
+			return newProblem(http.StatusUnprocessableEntity, probInvalidInput, "%s", err.Error())
+		case errors.Is(err, context.Canceled):
+			return err
+		}
+		s.log.Error("webhook delivery could not be stored", "tenant", tenant, "integration", name, "error", err)
+		w.Header().Set("Retry-After", "5")
+		return newProblem(http.StatusServiceUnavailable, probUnavailable, "the delivery could not be stored; retry")
+	}
+	w.Header().Set("Location", "/v1/runs/"+runID)
+	if req.RunID != "" && runID != req.RunID {
+		wh.count(whDuplicate, tenant)
+		writeJSON(w, r, http.StatusOK, webhookResponse{RunID: runID, Records: len(recs), Duplicate: true, Topic: topic})
+		return nil
+	}
+	wh.count(whAccepted, tenant)
+	writeJSON(w, r, http.StatusAccepted, webhookResponse{RunID: runID, Records: len(recs), Topic: topic})
+	return nil
+}
+
+func (wh *webhooks) unauthorized(w http.ResponseWriter, ep *webhook.Endpoint, tenant string, err error) error {
+	wh.count(whUnauthorized, tenant)
+	if ep.Mode == webhook.ModeBasic {
+		w.Header().Set("WWW-Authenticate", `Basic realm="ferry webhook", charset="UTF-8"`)
+	}
+	return newProblem(http.StatusUnauthorized, probUnauthorized, "%s", err.Error())
+}
+
+// readBody reads the whole body, at most limit bytes (*http.MaxBytesError
+// beyond).
+func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, error) {
+	var buf bytes.Buffer
+	if r.ContentLength > 0 {
+		buf.Grow(int(r.ContentLength) + 1) // ≤ limit: checked before
+	} else {
+		buf.Grow(4096)
+	}
+	_, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, limit))
+	if err != nil && !errors.Is(err, io.EOF) {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+var (
+	errUnknownWebhook = errors.New("no such webhook")
+	// errWebhookConfig wraps the errors of building an endpoint: its webhook
+	// block is invalid or a secret cannot be resolved.
+	errWebhookConfig = errors.New("webhook cannot verify deliveries")
+)
+
+// endpoint is the webhook of tenant's integration in the current revision,
+// its secrets resolved; errUnknownWebhook when the tenant, the integration
+// or its webhook block does not exist. Built endpoints are reused for
+// webhookEndpointTTL within one revision.
+func (wh *webhooks) endpoint(ctx context.Context, tenant, name string) (*webhook.Endpoint, int, error) {
+	if !tenantNameRe.MatchString(tenant) || !nameRe.MatchString(name) {
+		return nil, 0, errUnknownWebhook
+	}
+	prog, rev, err := wh.s.CurrentProgram(ctx, tenant)
+	if err != nil {
+		if errors.Is(err, ErrNoConfig) {
+			return nil, 0, errUnknownWebhook
+		}
+		return nil, 0, err
+	}
+	in := prog.Config.Integrations[name]
+	if in == nil || in.Webhook == nil {
+		return nil, rev, errUnknownWebhook
+	}
+	key := tenant + "\x00" + name
+	wh.mu.Lock()
+	e, ok := wh.endpoints[key]
+	wh.mu.Unlock()
+	if ok && e.revision == rev && time.Since(e.built) < webhookEndpointTTL {
+		return e.ep, rev, e.err
+	}
+	ep, err := wh.build(tenant, prog, in)
+	if err != nil {
+		// Once per webhookEndpointTTL, not per request.
+		wh.s.log.Error("webhook cannot verify deliveries; fix its block or set its secrets", "tenant", tenant, "integration", name, "revision", rev, "error", err)
+		err = fmt.Errorf("%w: %w", errWebhookConfig, err)
+	}
+	wh.mu.Lock()
+	if cur, ok := wh.endpoints[key]; !ok || cur.revision <= rev {
+		wh.endpoints[key] = endpointEntry{revision: rev, built: time.Now(), ep: ep, err: err}
+	}
+	wh.mu.Unlock()
+	return ep, rev, err
+}
+
+// build resolves the webhook block's secrets and builds its endpoint. A
+// shopify block without secret takes webhook_secret of the integration's
+// source connection, as in
+//
+//	connection "shop" { type = "shopify" ... webhook_secret = secret("shopify_webhook_secret") }
+func (wh *webhooks) build(tenant string, prog *engine.Program, in *lang.Integration) (*webhook.Endpoint, error) {
+	attrs := make(map[string]cty.Value, len(in.Webhook.Config)+1)
+	for k, v := range in.Webhook.Config {
+		attrs[k] = v
+	}
+	if _, ok := attrs["secret"]; !ok && in.Webhook.Verify == webhook.ModeShopify && in.Source != nil {
+		if c := prog.Config.Connections[in.Source.Connection]; c != nil && c.Config.IsKnown() && !c.Config.IsNull() &&
+			c.Config.Type().IsObjectType() && c.Config.Type().HasAttribute("webhook_secret") {
+			if v := c.Config.GetAttr("webhook_secret"); !v.IsNull() {
+				attrs["secret"] = v
+			}
+		}
+	}
+	resolved := map[string]cty.Value{}
+	if len(attrs) > 0 {
+		v, err := lang.ResolveSecrets(cty.ObjectVal(attrs), wh.s.Secrets(tenant))
+		if err != nil {
+			return nil, fmt.Errorf("integration %q: webhook: %w", in.Name, err)
+		}
+		resolved = v.AsValueMap()
+	}
+	ep, err := webhook.New(in.Webhook.Verify, resolved, webhook.WithClock(wh.s.now))
+	if err != nil {
+		return nil, fmt.Errorf("integration %q: %w", in.Name, err)
+	}
+	return ep, nil
+}

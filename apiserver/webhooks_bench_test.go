@@ -1,0 +1,131 @@
+package apiserver
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/ferryhq/ferry/runtime"
+)
+
+// BenchmarkWebhookIngest: verified Shopify deliveries (the 6 KB
+// products/update fixture, each with its own X-Shopify-Event-Id) POSTed from
+// concurrent clients over loopback, each answered 202 once its run and input
+// are stored in JetStream. The runs execute meanwhile on the same cores
+// (MaxConcurrentRuns 4), as they would in production. Reports req/s and the
+// p50/p99 latency a sender sees.
+func BenchmarkWebhookIngest(b *testing.B) {
+	for _, parallel := range []bool{false, true} {
+		b.Run("parallel_runs="+strconv.FormatBool(parallel), func(b *testing.B) { benchWebhookIngest(b, parallel) })
+	}
+}
+
+func benchWebhookIngest(b *testing.B, parallelRuns bool) {
+	ctx := context.Background()
+	rt, err := runtime.Open(ctx, runtime.Options{DataDir: b.TempDir()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer rt.Close()
+	s, err := New(rt, Options{AdminKey: testAdminKey, MasterKey: bytes.Repeat([]byte{7}, 32)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	srv := httptest.NewServer(s.Handler())
+	defer srv.Close()
+	defer func() {
+		c, cancel := context.WithTimeout(ctx, 2*time.Second)
+		defer cancel()
+		_ = s.Close(c) // queued runs stay stored; they are not the benchmark
+	}()
+	client := &http.Client{Transport: &http.Transport{MaxIdleConns: 256, MaxIdleConnsPerHost: 256}}
+	call := func(method, path, key string, body any, want int, headers ...string) {
+		j, _ := json.Marshal(body)
+		req, _ := http.NewRequest(method, srv.URL+path, bytes.NewReader(j))
+		req.Header.Set("Authorization", "ApiKey "+key)
+		req.Header.Set("Content-Type", "application/json")
+		for i := 0; i+1 < len(headers); i += 2 {
+			req.Header.Set(headers[i], headers[i+1])
+		}
+		res, err := client.Do(req)
+		if err != nil {
+			b.Fatal(err)
+		}
+		out, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		if res.StatusCode != want {
+			b.Fatalf("%s %s: %d %s", method, path, res.StatusCode, out)
+		}
+	}
+	call("POST", "/v1/tenants", testAdminKey, map[string]any{"name": "acme"}, 201)
+	user, err := s.CreateKey(ctx, "acme", "bench", string(RoleUser))
+	if err != nil {
+		b.Fatal(err)
+	}
+	call("PUT", "/v1/secrets/shopify_webhook_secret", user, map[string]any{"value": shopSecret}, 201)
+	call("PUT", "/v1/secrets/hook_secret", user, map[string]any{"value": "x"}, 201)
+	cfg := webhookConfig(b.TempDir())
+	if parallelRuns {
+		files := cfg["files"].(map[string]string)
+		files["main.hcl"] = string(bytes.Replace([]byte(files["main.hcl"]), []byte("  webhook {\n    verify = \"shopify\""), []byte("  allow_parallel_runs = true\n  webhook {\n    verify = \"shopify\""), 1))
+	}
+	call("PUT", "/v1/config", user, cfg, 200, "If-Match", "0")
+
+	body := productsFixture(b)
+	url := srv.URL + "/v1/webhooks/acme/products"
+	var seq atomic.Int64
+	var mu sync.Mutex
+	var lat []time.Duration
+	b.SetBytes(int64(len(body)))
+	b.SetParallelism(16) // 16 × GOMAXPROCS concurrent senders
+	b.ResetTimer()
+	start := time.Now()
+	b.RunParallel(func(pb *testing.PB) {
+		var mine []time.Duration
+		for pb.Next() {
+			req, _ := http.NewRequest("POST", url, bytes.NewReader(body))
+			req.Header.Set("Content-Type", "application/json")
+			req.Header.Set("X-Shopify-Topic", "products/update")
+			req.Header.Set("X-Shopify-Hmac-Sha256", productsHMAC)
+			req.Header.Set("X-Shopify-Event-Id", fmt.Sprintf("bench-%d", seq.Add(1)))
+			t0 := time.Now()
+			res, err := client.Do(req)
+			if err != nil {
+				b.Error(err)
+				return
+			}
+			_, _ = io.Copy(io.Discard, res.Body)
+			res.Body.Close()
+			mine = append(mine, time.Since(t0))
+			if res.StatusCode != http.StatusAccepted {
+				b.Errorf("status %d", res.StatusCode)
+				return
+			}
+		}
+		mu.Lock()
+		lat = append(lat, mine...)
+		mu.Unlock()
+	})
+	elapsed := time.Since(start)
+	b.StopTimer()
+	if len(lat) == 0 {
+		return
+	}
+	slices.Sort(lat)
+	pct := func(p float64) float64 {
+		return float64(lat[min(len(lat)-1, int(float64(len(lat))*p))].Microseconds()) / 1000
+	}
+	b.ReportMetric(float64(len(lat))/elapsed.Seconds(), "req/s")
+	b.ReportMetric(pct(0.50), "p50-ms")
+	b.ReportMetric(pct(0.99), "p99-ms")
+}
