@@ -654,8 +654,10 @@ func (l *loader) decodeRetryBlock(b *hcl.Block) (*Retry, hcl.Diagnostics) {
 // WebhookVerifiers are the valid values of a webhook block's verify.
 var WebhookVerifiers = []string{"shopify", "hmac", "token", "basic", "none"}
 
+// verify is required: a webhook endpoint is public, so going without
+// verification must be written down (verify = "none"), never a default.
 var webhookSchema = &hcl.BodySchema{
-	Attributes: []hcl.AttributeSchema{{Name: "verify"}},
+	Attributes: []hcl.AttributeSchema{{Name: "verify", Required: true}},
 }
 
 func (l *loader) decodeWebhookBlock(b *hcl.Block, from string) (*Webhook, hcl.Diagnostics) {
