@@ -16,6 +16,7 @@ test:
 bench:
 	$(GO) run ./cmd/ferrybench
 	$(GO) test -run '^$$' -bench . -benchmem ./engine/... ./connectors/...
+	$(GO) test -run '^$$' -bench WebhookIngest -benchtime 3s ./apiserver/
 
 fmt:
 	gofmt -w .
