@@ -136,7 +136,7 @@ func (s *Server) planConfig(w http.ResponseWriter, r *http.Request, p *Principal
 	if prob := s.decodeJSON(w, r, &req); prob != nil {
 		return prob
 	}
-	after, err := compileFiles(p.Tenant, req.Files)
+	after, err := s.compile(p.Tenant, req.Files)
 	if err != nil {
 		return err
 	}
@@ -157,7 +157,7 @@ func (s *Server) configOf(tenant string, rev Revision) *lang.Config {
 	if rev.Revision == 0 {
 		return nil
 	}
-	if c, err := compileFiles(tenant, rev.Files); err == nil {
+	if c, err := s.compile(tenant, rev.Files); err == nil {
 		return c.cfg
 	}
 	return nil
@@ -218,7 +218,7 @@ func (s *Server) applyCompiled(ctx context.Context, p *Principal, a applyArgs) (
 		}
 		return nil, nil, newProblem(http.StatusPreconditionFailed, probPrecondition, "the plan was made against revision %d, but the current revision is %d: plan again", a.planned, cur.Revision)
 	}
-	after, err = compileFiles(p.Tenant, a.files)
+	after, err = s.compile(p.Tenant, a.files)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -416,7 +416,7 @@ func (s *Server) CurrentProgram(ctx context.Context, tenant string) (*engine.Pro
 	if ok && c.revision == cur.Revision {
 		return c.prog, c.revision, nil
 	}
-	comp, err := compileFiles(tenant, cur.Files)
+	comp, err := s.compile(tenant, cur.Files)
 	if err != nil {
 		return nil, 0, fmt.Errorf("compiling revision %d of tenant %s: %w", cur.Revision, tenant, err)
 	}

@@ -152,7 +152,7 @@ func (s *Server) scratchCompile(tenant string, cur Revision, mappings map[string
 	for f, b := range files {
 		out[f] = string(b)
 	}
-	return compileFiles(tenant, out)
+	return s.compile(tenant, out)
 }
 
 // runMappingTest maps input with m. When the mapping fails, the key, the

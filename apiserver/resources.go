@@ -109,7 +109,7 @@ func (s *Server) currentConfig(ctx context.Context, tenant string) (Revision, *l
 	if ok && c.revision == cur.Revision {
 		return cur, c.prog.Config, nil
 	}
-	comp, err := compileFiles(tenant, cur.Files)
+	comp, err := s.compile(tenant, cur.Files)
 	if err != nil {
 		var prob *Problem
 		if errors.As(err, &prob) && prob.Status == http.StatusUnprocessableEntity {

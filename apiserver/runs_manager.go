@@ -611,7 +611,7 @@ func (m *runManager) programAt(ctx context.Context, tenant string, n int) (*engi
 	if !found {
 		return nil, fmt.Errorf("revision %d of tenant %s not found", n, tenant)
 	}
-	comp, err := compileFiles(tenant, rev.Files)
+	comp, err := m.s.compile(tenant, rev.Files)
 	if err != nil {
 		return nil, err
 	}

@@ -214,7 +214,7 @@ func (s *Server) revisionConfig(ctx context.Context, tenant string, rev Revision
 	if ok && c.revision == rev.Revision {
 		return c.prog.Config, nil
 	}
-	comp, err := compileFiles(tenant, rev.Files)
+	comp, err := s.compile(tenant, rev.Files)
 	if err != nil {
 		return nil, err
 	}

@@ -21,6 +21,8 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -55,6 +57,35 @@ type Options struct {
 	// MaxConcurrentRuns bounds the runs this server executes at once; others
 	// wait, queued (default DefaultMaxConcurrentRuns).
 	MaxConcurrentRuns int
+	// FilesDir is where connectors resolve a tenant's relative paths (a file
+	// connection's path = "data"): FilesDir/<tenant>. Default: the system's
+	// temporary directory. TenantDirs overrides it per tenant (ferry serve
+	// --dev DIR points its tenant at DIR).
+	FilesDir   string
+	TenantDirs map[string]string
+}
+
+// tenantDir is the directory a tenant's relative connector paths resolve against.
+func (s *Server) tenantDir(tenant string) string {
+	if d, ok := s.opts.TenantDirs[tenant]; ok {
+		return d
+	}
+	root := s.opts.FilesDir
+	if root == "" {
+		root = filepath.Join(os.TempDir(), "ferry-files")
+	}
+	return filepath.Join(root, tenant)
+}
+
+// compile validates and compiles a tenant's files (compileFiles) for use on
+// this server: relative connector paths resolve in the tenant's directory.
+func (s *Server) compile(tenant string, files map[string]string) (*compiled, error) {
+	c, err := compileFiles(tenant, files)
+	if err != nil {
+		return nil, err
+	}
+	c.cfg.Dir = s.tenantDir(tenant)
+	return c, nil
 }
 
 // Server is the API server. Create it with New; serve Handler.

@@ -33,10 +33,11 @@ const (
 
 // serveOptions are the flags of ferry serve.
 type serveOptions struct {
-	listen  string
-	conn    connFlags
-	dev     string
-	maxBody int64
+	listen    string
+	conn      connFlags
+	dev       string
+	devTenant string // the tenant of --dev DIR, whose relative paths resolve in DIR
+	maxBody   int64
 }
 
 func (o *serveOptions) declare(fs *flag.FlagSet) {
@@ -84,6 +85,7 @@ the NATS connection drains.`,
 				if lc = loadDev(c, o.dev); lc == nil {
 					return 1
 				}
+				o.devTenant = lc.tenant
 			}
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
@@ -173,7 +175,21 @@ func startServer(ctx context.Context, c *ctx, o *serveOptions) (*ferryServer, er
 			log.Warn("with --nats-url every ferry server node must use the same master key: set FERRY_MASTER_KEY on all of them")
 		}
 	}
-	api, err := apiserver.New(rt.Runtime, apiserver.Options{AdminKey: adminKey, MasterKey: master, MaxBodyBytes: o.maxBody, Logger: log})
+	// A tenant's relative connector paths (file path = "data") resolve in
+	// DATA_DIR/files/<tenant>; with --dev DIR, its tenant's resolve in DIR, as
+	// they do for ferry run.
+	opts := apiserver.Options{AdminKey: adminKey, MasterKey: master, MaxBodyBytes: o.maxBody, Logger: log,
+		FilesDir: filepath.Join(o.conn.dataDir, "files")}
+	if o.devTenant != "" {
+		abs, err := filepath.Abs(o.dev)
+		if err != nil {
+			ln.Close()
+			rt.Close()
+			return nil, err
+		}
+		opts.TenantDirs = map[string]string{o.devTenant: abs}
+	}
+	api, err := apiserver.New(rt.Runtime, opts)
 	if err != nil {
 		ln.Close()
 		rt.Close()

@@ -29,6 +29,13 @@ func cmdServeTest(ts *testscript.TestScript, neg bool, args []string) {
 	out := &lockedBuffer{}
 	c := &ctx{stdout: out, stderr: out}
 	o := &serveOptions{listen: "127.0.0.1:0", conn: connFlags{dataDir: ts.MkAbs(".ferry-server-test")}}
+	var lc *localConfig
+	if args[0] != "-tenant" {
+		if lc = loadDev(c, ts.MkAbs(args[0])); lc == nil {
+			ts.Fatalf("serve-test %s:\n%s", args[0], out)
+		}
+		o.dev, o.devTenant = ts.MkAbs(args[0]), lc.tenant
+	}
 	ctx := context.Background()
 	s, err := startServer(ctx, c, o)
 	if err != nil {
@@ -46,10 +53,6 @@ func cmdServeTest(ts *testscript.TestScript, neg bool, args []string) {
 		key, err = s.devKey(ctx, args[1])
 		ts.Check(err)
 	} else {
-		lc := loadDev(c, ts.MkAbs(args[0]))
-		if lc == nil {
-			ts.Fatalf("serve-test %s:\n%s", args[0], out)
-		}
 		if code := s.dev(ctx, c, ts.MkAbs(args[0]), lc); code != 0 {
 			ts.Fatalf("serve-test %s: exit %d\n%s", args[0], code, out)
 		}
