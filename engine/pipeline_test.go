@@ -363,6 +363,7 @@ func init() {
 }
 
 func TestRunOpensConnections(t *testing.T) {
+	*fakeSink = MemorySink{} // a fresh sink when the test repeats (-count)
 	cfg := productConfig()
 	cfg.Dir = "/cfg"
 	tok := cty.StringVal("((secret:tok))").Mark(lang.SecretMark{Name: "tok"})
