@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"time"
 
 	"github.com/ferryhq/ferry/connectors"
 	"github.com/ferryhq/ferry/runtime"
@@ -20,12 +21,14 @@ func init() {
 		usage: "dlq [ls|show|replay|discard] [flags]",
 		summary: `Inspect, replay and discard the records that failed (the dead-letter queue).
 
-A replay runs the record, or an edited copy, through the CURRENT configuration in --config.`,
+A replay runs the record, or an edited copy, through the CURRENT configuration in --config,
+or, against a ferry server (--server URL or FERRY_SERVER), the server's current configuration.`,
 		examples: `  ferry dlq ls --status pending
   ferry dlq show 3bQkzPqLxV2hM5w9aT0r1c-1-2
   ferry dlq replay 3bQkzPqLxV2hM5w9aT0r1c-1-2 --record fixed.json
   ferry dlq replay --all --integration products_to_items
-  ferry dlq discard 3bQkzPqLxV2hM5w9aT0r1c-1-2 --reason "test product"`,
+  ferry dlq discard 3bQkzPqLxV2hM5w9aT0r1c-1-2 --reason "test product"
+  FERRY_SERVER=http://127.0.0.1:8080 ferry dlq ls --status pending`,
 		subs:       []*command{dlqLs(), dlqShow(), dlqReplay(), dlqDiscard()},
 		defaultSub: "ls",
 	})
@@ -56,17 +59,19 @@ func (f *dlqFilterFlags) filter() (runtime.DLQFilter, error) {
 
 func dlqLs() *command {
 	var sf storeFlags
+	var rf remoteFlags
 	var ff dlqFilterFlags
 	var page, pageSize int
 	return &command{
 		name:    "dlq ls",
-		usage:   "dlq [ls] [--integration NAME] [--run ID] [--category C] [--status S] [--page N] [--page-size N] [--json] [--config DIR]",
-		summary: "List DLQ entries, oldest run first and in ingest order within a run: ID, INTEGRATION, RUN, KEY, STAGE, CATEGORY, STATUS, ATTEMPTS, ERROR.\n" + storeNote,
+		usage:   "dlq [ls] [--integration NAME] [--run ID] [--category C] [--status S] [--page N] [--page-size N] [--json] [--config DIR | --server URL]",
+		summary: "List DLQ entries, oldest run first and in ingest order within a run: ID, INTEGRATION, RUN, KEY, STAGE, CATEGORY, STATUS, ATTEMPTS, ERROR.\n" + storeNote + "\n" + remoteNote,
 		examples: `  ferry dlq ls
   ferry dlq ls --run 3bQkzPqLxV2hM5w9aT0r1c --status pending
   ferry dlq ls --category transient --json --config examples/quickstart`,
 		flags: func(fs *flag.FlagSet) {
 			sf.declare(fs)
+			rf.declare(fs)
 			ff.declare(fs, "")
 			fs.IntVar(&page, "page", 1, "page number, from 1")
 			fs.IntVar(&pageSize, "page-size", 50, "entries per page")
@@ -83,6 +88,27 @@ func dlqLs() *command {
 				return c.errorf("--page and --page-size start at 1")
 			}
 			f.Page, f.PageSize = page, pageSize
+			cl, ok := rf.pick(c)
+			if !ok {
+				return 1
+			}
+			if cl != nil {
+				if pageSize > maxRemotePageSize {
+					return c.errorf("--page-size is at most %d against a server", maxRemotePageSize)
+				}
+				ctx, stop := remoteCtx()
+				defer stop()
+				p, err := cl.listDLQ(ctx, f)
+				if err != nil {
+					return rf.remoteError(c, err, "DLQ entries", "", "ferry dlq ls")
+				}
+				if sf.jsonOut {
+					writeJSON(c.stdout, p)
+					return 0
+				}
+				printDLQPage(c, p, rf.where())
+				return 0
+			}
 			tenant, _, ok := sf.readTenant(c)
 			if !ok {
 				return 1
@@ -99,36 +125,63 @@ func dlqLs() *command {
 					writeJSON(c.stdout, p)
 					return 0
 				}
-				if p.Total == 0 {
-					fmt.Fprintf(c.stdout, "No DLQ entries in tenant %s match.\n", tenant)
-					return 0
-				}
-				tw := newTable(c.stdout)
-				fmt.Fprintln(tw, "ID\tINTEGRATION\tRUN\tKEY\tSTAGE\tCATEGORY\tSTATUS\tATTEMPTS\tERROR")
-				for _, e := range p.Entries {
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\n", e.ID, e.Integration, e.RunID, oneLine(e.Key, 40), e.Stage,
-						orDash(string(e.Category)), e.Status, len(e.Attempts), oneLine(e.Error, 80))
-				}
-				tw.Flush()
-				pageFooter(c.stdout, p.Page, p.PageSize, len(p.Entries), p.Total, "entries")
+				printDLQPage(c, p, "tenant "+tenant)
 				return 0
 			})
 		},
 	}
 }
 
+// printDLQPage prints a page of DLQ entries as a table; where says whose they are.
+func printDLQPage(c *ctx, p *runtime.DLQPage, where string) {
+	if p.Total == 0 {
+		fmt.Fprintf(c.stdout, "No DLQ entries %s match.\n", inOn(where))
+		return
+	}
+	tw := newTable(c.stdout)
+	fmt.Fprintln(tw, "ID\tINTEGRATION\tRUN\tKEY\tSTAGE\tCATEGORY\tSTATUS\tATTEMPTS\tERROR")
+	for _, e := range p.Entries {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\n", e.ID, e.Integration, e.RunID, oneLine(e.Key, 40), e.Stage,
+			orDash(string(e.Category)), e.Status, len(e.Attempts), oneLine(e.Error, 80))
+	}
+	tw.Flush()
+	pageFooter(c.stdout, p.Page, p.PageSize, len(p.Entries), p.Total, "entries")
+}
+
 func dlqShow() *command {
 	var sf storeFlags
+	var rf remoteFlags
 	return &command{
 		name:    "dlq show",
-		usage:   "dlq show ID [--json] [--config DIR]",
-		summary: "Show one DLQ entry: its error, every attempt, the record as it came from the source, and its replays and discards.\n" + storeNote,
+		usage:   "dlq show ID [--json] [--config DIR | --server URL]",
+		summary: "Show one DLQ entry: its error, every attempt, the record as it came from the source, and its replays and discards.\n" + storeNote + "\n" + remoteNote,
 		examples: `  ferry dlq show 3bQkzPqLxV2hM5w9aT0r1c-1-2
   ferry dlq show 3bQkzPqLxV2hM5w9aT0r1c-1-2 --json | jq .record > fixed.json`,
-		flags: sf.declare,
+		flags: func(fs *flag.FlagSet) {
+			sf.declare(fs)
+			rf.declare(fs)
+		},
 		run: func(c *ctx, args []string) int {
 			if len(args) != 1 {
 				return c.errorf("ferry dlq show takes one entry id (see: ferry dlq ls)")
+			}
+			cl, ok := rf.pick(c)
+			if !ok {
+				return 1
+			}
+			if cl != nil {
+				ctx, stop := remoteCtx()
+				defer stop()
+				e, err := cl.getDLQ(ctx, args[0])
+				if err != nil {
+					return rf.remoteError(c, err, "DLQ entry", args[0], "ferry dlq ls")
+				}
+				if sf.jsonOut {
+					writeJSON(c.stdout, e)
+					return 0
+				}
+				printEntry(c.stdout, e)
+				return 0
 			}
 			tenant, _, ok := sf.readTenant(c)
 			if !ok {
@@ -207,12 +260,13 @@ func prettyJSON(raw json.RawMessage) string {
 
 func dlqReplay() *command {
 	var sf storeFlags
+	var rf remoteFlags
 	var ff dlqFilterFlags
 	var all bool
 	var recordFile, reason string
 	return &command{
 		name:  "dlq replay",
-		usage: "dlq replay ID [--record FILE|-] [--reason TEXT] [--json] [--config DIR]\n       ferry dlq replay --all [--integration NAME] [--run ID] [--category C] [--json] [--config DIR]",
+		usage: "dlq replay ID [--record FILE|-] [--reason TEXT] [--json] [--config DIR | --server URL]\n       ferry dlq replay --all [--integration NAME] [--run ID] [--category C] [--json] [--config DIR | --server URL]",
 		summary: `Replay a pending DLQ entry's record (or an edited one) through the current configuration.
 
 The record runs once more through the configuration in --config (normalize, transform,
@@ -223,12 +277,16 @@ it stays pending with the attempt added. --all replays every pending entry match
 filters. Secrets come from FERRY_SECRET_<NAME>. Exit status 1 when a record failed again.
 
 Note: a file target without append = true is truncated when it opens, replays included.
-` + storeNote,
+` + storeNote + "\n" + remoteNote + `
+On a server the record runs through the tenant's current (last applied) configuration
+with the server's secrets; --config plays no part.`,
 		examples: `  ferry dlq replay 3bQkzPqLxV2hM5w9aT0r1c-1-2
   ferry dlq show 3bQkzPqLxV2hM5w9aT0r1c-1-2 --json | jq '.record | .title = "Mug"' | ferry dlq replay 3bQkzPqLxV2hM5w9aT0r1c-1-2 --record -
-  ferry dlq replay --all --run 3bQkzPqLxV2hM5w9aT0r1c`,
+  ferry dlq replay --all --run 3bQkzPqLxV2hM5w9aT0r1c
+  ferry dlq replay 3bQkzPqLxV2hM5w9aT0r1c-1-2 --record fixed.json --server https://ferry.example.com`,
 		flags: func(fs *flag.FlagSet) {
 			sf.declare(fs)
+			rf.declare(fs)
 			ff.declare(fs, "-")
 			fs.BoolVar(&all, "all", false, "replay every pending entry matching --integration, --run, --category")
 			fs.StringVar(&recordFile, "record", "", "replay this edited record (a JSON object) instead of the original: a file, or - for stdin")
@@ -252,6 +310,30 @@ Note: a file target without append = true is truncated when it opens, replays in
 					return c.errorf("%v", err)
 				}
 			}
+			cl, ok := rf.pick(c)
+			if !ok {
+				return 1
+			}
+			if cl != nil {
+				ctx, stop := remoteCtx()
+				defer stop()
+				if all {
+					f, _ := ff.filter()
+					cl.hc.Timeout = 30 * time.Minute // every matching entry runs before the answer
+					s, err := cl.replayDLQMany(ctx, f, reason)
+					if err != nil {
+						return rf.remoteError(c, err, "DLQ entries", "", "ferry dlq ls")
+					}
+					return printReplaySummary(c, s, sf.jsonOut)
+				}
+				id := args[0]
+				e, err := cl.replayDLQ(ctx, id, record, reason)
+				if err != nil {
+					return rf.dlqRemoteOpError(ctx, c, cl, err, "replay", id)
+				}
+				run, _ := cl.getRun(ctx, e.RunID)
+				return printReplay(c, e, run, toAPIRun(run), sf.jsonOut)
+			}
 			tenant, prog, ok := sf.loadForReplay(c)
 			if !ok {
 				return 1
@@ -266,51 +348,64 @@ Note: a file target without append = true is truncated when it opens, replays in
 					if err != nil {
 						return storeError(c, err, "DLQ entries", "", tenant, "ferry dlq ls")
 					}
-					if sf.jsonOut {
-						writeJSON(c.stdout, s)
-					} else {
-						fmt.Fprintf(c.stdout, "Replayed %d of %d pending entries; %d failed again and stay pending.\n", s.Replayed, s.Matched, s.Failed)
-						for _, id := range sortedKeys(s.Errors) {
-							fmt.Fprintf(c.stdout, "  %s: %s\n", id, oneLine(s.Errors[id], 120))
-						}
-					}
-					if s.Failed > 0 || len(s.Errors) > 0 {
-						return 1
-					}
-					return 0
+					return printReplaySummary(c, s, sf.jsonOut)
 				}
 				id := args[0]
 				e, err := rt.DLQ().Replay(ctx, tenant, id, jobs, opts)
 				if err != nil {
 					return dlqOpError(c, err, "replay", id, tenant, &sf)
 				}
-				var last runtime.DLQEvent
-				if len(e.Events) > 0 {
-					last = e.Events[len(e.Events)-1]
-				}
 				run, _ := rt.Runs().Get(ctx, tenant, e.RunID)
-				if sf.jsonOut {
-					writeJSON(c.stdout, struct {
-						Entry *runtime.DLQEntry `json:"entry"`
-						Run   *runtime.Run      `json:"run,omitempty"`
-					}{e, run})
-				} else {
-					if e.Status == runtime.DLQReplayed {
-						fmt.Fprintf(c.stdout, "Replayed %s: %s. The entry is %s.\n", e.ID, last.Result, e.Status)
-					} else {
-						fmt.Fprintf(c.stdout, "Replay of %s failed: %s\nThe entry stays %s; fix the configuration or the record (--record) and replay again.\n", e.ID, oneLine(last.Error, 200), e.Status)
-					}
-					if run != nil {
-						fmt.Fprintf(c.stdout, "Run %s  status=%s  %s\n", run.ID, run.Status, countsLine(run.Counts))
-					}
-				}
-				if e.Status != runtime.DLQReplayed {
-					return 1
-				}
-				return 0
+				return printReplay(c, e, run, run, sf.jsonOut)
 			})
 		},
 	}
+}
+
+// printReplaySummary prints the outcome of replay --all; exit 1 when a
+// record failed again.
+func printReplaySummary(c *ctx, s *runtime.ReplaySummary, jsonOut bool) int {
+	if jsonOut {
+		writeJSON(c.stdout, s)
+	} else {
+		fmt.Fprintf(c.stdout, "Replayed %d of %d pending entries; %d failed again and stay pending.\n", s.Replayed, s.Matched, s.Failed)
+		for _, id := range sortedKeys(s.Errors) {
+			fmt.Fprintf(c.stdout, "  %s: %s\n", id, oneLine(s.Errors[id], 120))
+		}
+	}
+	if s.Failed > 0 || len(s.Errors) > 0 {
+		return 1
+	}
+	return 0
+}
+
+// printReplay prints the outcome of one replay: the entry and its run's
+// counts (run may be nil); jsonRun is the run as --json prints it (a typed
+// nil pointer is left out). Exit 1 when the record failed again.
+func printReplay[R any](c *ctx, e *runtime.DLQEntry, run *runtime.Run, jsonRun *R, jsonOut bool) int {
+	var last runtime.DLQEvent
+	if len(e.Events) > 0 {
+		last = e.Events[len(e.Events)-1]
+	}
+	if jsonOut {
+		writeJSON(c.stdout, struct {
+			Entry *runtime.DLQEntry `json:"entry"`
+			Run   *R                `json:"run,omitempty"`
+		}{e, jsonRun})
+	} else {
+		if e.Status == runtime.DLQReplayed {
+			fmt.Fprintf(c.stdout, "Replayed %s: %s. The entry is %s.\n", e.ID, last.Result, e.Status)
+		} else {
+			fmt.Fprintf(c.stdout, "Replay of %s failed: %s\nThe entry stays %s; fix the configuration or the record (--record) and replay again.\n", e.ID, oneLine(last.Error, 200), e.Status)
+		}
+		if run != nil {
+			fmt.Fprintf(c.stdout, "Run %s  status=%s  %s\n", run.ID, run.Status, countsLine(run.Counts))
+		}
+	}
+	if e.Status != runtime.DLQReplayed {
+		return 1
+	}
+	return 0
 }
 
 // readRecord reads an edited record: a JSON object from a file or stdin ("-").
@@ -341,22 +436,37 @@ func dlqOpError(c *ctx, err error, op, id, tenant string, sf *storeFlags) int {
 
 func dlqDiscard() *command {
 	var sf storeFlags
+	var rf remoteFlags
 	var reason string
 	return &command{
 		name:  "dlq discard",
-		usage: "dlq discard ID [--reason TEXT] [--json] [--config DIR]",
+		usage: "dlq discard ID [--reason TEXT] [--json] [--config DIR | --server URL]",
 		summary: `Mark a pending DLQ entry discarded: it is not replayed, its record stays counted as failed.
 
 The entry and its record are kept.
-` + storeNote,
+` + storeNote + "\n" + remoteNote,
 		examples: `  ferry dlq discard 3bQkzPqLxV2hM5w9aT0r1c-1-2 --reason "test product, not for the ERP"`,
 		flags: func(fs *flag.FlagSet) {
 			sf.declare(fs)
+			rf.declare(fs)
 			fs.StringVar(&reason, "reason", "", "why, kept in the entry's events")
 		},
 		run: func(c *ctx, args []string) int {
 			if len(args) != 1 {
 				return c.errorf("ferry dlq discard takes one entry id (see: ferry dlq ls)")
+			}
+			cl, ok := rf.pick(c)
+			if !ok {
+				return 1
+			}
+			if cl != nil {
+				ctx, stop := remoteCtx()
+				defer stop()
+				e, err := cl.discardDLQ(ctx, args[0], reason)
+				if err != nil {
+					return rf.dlqRemoteOpError(ctx, c, cl, err, "discard", args[0])
+				}
+				return printDiscard(c, e, sf.jsonOut)
 			}
 			tenant, _, ok := sf.readTenant(c)
 			if !ok {
@@ -367,13 +477,17 @@ The entry and its record are kept.
 				if err != nil {
 					return dlqOpError(c, err, "discard", args[0], tenant, &sf)
 				}
-				if sf.jsonOut {
-					writeJSON(c.stdout, e)
-					return 0
-				}
-				fmt.Fprintf(c.stdout, "Discarded %s (key %s); its record stays counted as failed in run %s.\n", e.ID, e.Key, e.RunID)
-				return 0
+				return printDiscard(c, e, sf.jsonOut)
 			})
 		},
 	}
+}
+
+func printDiscard(c *ctx, e *runtime.DLQEntry, jsonOut bool) int {
+	if jsonOut {
+		writeJSON(c.stdout, e)
+		return 0
+	}
+	fmt.Fprintf(c.stdout, "Discarded %s (key %s); its record stays counted as failed in run %s.\n", e.ID, e.Key, e.RunID)
+	return 0
 }
