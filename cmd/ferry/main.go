@@ -6,6 +6,9 @@ import (
 	"os"
 
 	_ "github.com/ferryhq/ferry/connectors/file"
+	_ "github.com/ferryhq/ferry/connectors/http"
+	_ "github.com/ferryhq/ferry/connectors/postgres"
+	_ "github.com/ferryhq/ferry/connectors/shopify"
 )
 
 var version = "dev"
