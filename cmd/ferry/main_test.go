@@ -36,7 +36,7 @@ func TestScripts(t *testing.T) {
 		RequireExplicitExec: true,
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){"cpdir": cmdCpdir, "jsonget": cmdJSONGet, "nats-server": cmdNATSServer,
 			"serve-test": cmdServeTest, "httpget": cmdHTTPGet, "freeport": cmdFreePort, "waitfile": cmdWaitFile,
-			"exitcode": cmdExitCode, "envfile": cmdEnvFile, "api": cmdAPI},
+			"exitcode": cmdExitCode, "envfile": cmdEnvFile, "api": cmdAPI, "fake-shopify": cmdFakeShopify},
 	})
 }
 
