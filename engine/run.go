@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"math"
 	mrand "math/rand/v2"
 	"os"
@@ -100,6 +101,9 @@ func (p *Program) Run(ctx context.Context, integration string, opts RunOptions) 
 		s, err := p.openSource(pl, opts.Secrets)
 		if err != nil {
 			return nil, err
+		}
+		if c, ok := s.(io.Closer); ok {
+			defer c.Close()
 		}
 		src = s
 	}
@@ -461,13 +465,15 @@ func (p *Program) openSource(pl *Pipeline, secrets func(string) (string, error))
 	}
 	cfg, err := resolve(s.Config, secrets)
 	if err != nil {
+		closeConn(conn)
 		return nil, fmt.Errorf("integration %q source: %w", pl.Name, err)
 	}
 	src, err := conn.Source(cfg)
 	if err != nil {
+		closeConn(conn)
 		return nil, fmt.Errorf("integration %q source: %w", pl.Name, err)
 	}
-	return src, nil
+	return ownSource(src, conn), nil
 }
 
 // OpenSource opens an integration's source with secrets resolved. The durable
@@ -500,13 +506,15 @@ func (p *Program) openSink(pl *Pipeline, secrets func(string) (string, error), o
 	}
 	cfg, err := resolve(t.Config, secrets)
 	if err != nil {
+		closeConn(conn)
 		return nil, fmt.Errorf("integration %q target: %w", pl.Name, err)
 	}
 	sink, err := connectors.OpenSink(conn, cfg, opts)
 	if err != nil {
+		closeConn(conn)
 		return nil, fmt.Errorf("integration %q target: %w", pl.Name, err)
 	}
-	return sink, nil
+	return ownSink(sink, conn), nil
 }
 
 func (p *Program) openConnection(name string, secrets func(string) (string, error)) (connectors.Connection, error) {
