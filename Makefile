@@ -18,6 +18,11 @@ bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./engine/... ./connectors/...
 	$(GO) test -run '^$$' -bench WebhookIngest -benchtime 3s ./apiserver/
 
+# Runs every fuzz target for FUZZTIME (default 10s) each; see .ci/fuzz.
+.PHONY: fuzz
+fuzz:
+	GO=$(GO) ./.ci/fuzz
+
 fmt:
 	gofmt -w .
 

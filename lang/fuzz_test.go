@@ -1,10 +1,14 @@
 package lang
 
 import (
+	"bytes"
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
+
+	"github.com/hashicorp/hcl/v2"
 )
 
 func FuzzLoad(f *testing.F) {
@@ -44,7 +48,29 @@ func FuzzLoad(f *testing.F) {
 				}
 			}
 		}
-		_, _ = Format(src, name)
-		_ = cfg.Addresses()
+		for _, d := range diags {
+			if d.Summary == "" || (d.Severity != hcl.DiagError && d.Severity != hcl.DiagWarning) {
+				t.Fatalf("diagnostic without summary or severity: %#v", d)
+			}
+		}
+		// Loading is deterministic: ferry validate says the same thing twice.
+		path := filepath.Join(dir, name)
+		again, diags2 := LoadSources(dir, map[string][]byte{path: src}, LoadOptions{Environ: []string{"A=b"}, Vars: map[string]string{}})
+		if diags.Error() != diags2.Error() || !slices.Equal(cfg.Addresses(), again.Addresses()) {
+			t.Fatalf("two loads differ:\n%v\n%v", diags, diags2)
+		}
+		// Formatting is idempotent and keeps the meaning: ferry fmt never
+		// breaks a configuration or changes what it declares.
+		out, fdiags := Format(src, name)
+		if fdiags.HasErrors() || asJSON {
+			return
+		}
+		if twice, _ := Format(out, name); !bytes.Equal(out, twice) {
+			t.Fatalf("formatting twice differs:\n%s\n---\n%s", out, twice)
+		}
+		formatted, diags3 := LoadSources(dir, map[string][]byte{path: out}, LoadOptions{Environ: []string{"A=b"}, Vars: map[string]string{}})
+		if diags.HasErrors() != diags3.HasErrors() || !slices.Equal(cfg.Addresses(), formatted.Addresses()) {
+			t.Fatalf("formatting changed the configuration:\n%s\n---\n%s\n%v\n%v", src, out, diags, diags3)
+		}
 	})
 }

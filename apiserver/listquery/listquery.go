@@ -144,11 +144,12 @@ func Apply[T any](items []T, q Query) ([]T, int, error) {
 	if q.Page <= 0 {
 		q.Page = 1
 	}
-	start := (q.Page - 1) * q.PageSize
-	if start > total {
-		start = total
+	// (page-1)*pageSize overflows for a huge page=; past the end is empty.
+	start := total
+	if q.Page-1 <= total/q.PageSize {
+		start = min((q.Page-1)*q.PageSize, total)
 	}
-	end := min(start+q.PageSize, total)
+	end := start + min(q.PageSize, total-start)
 	out := make([]T, 0, end-start)
 	for _, r := range rows[start:end] {
 		out = append(out, r.item)

@@ -1,0 +1,3 @@
+go test fuzz v1
+[]byte("connection \"files\" {\n  type   = \"file\"\n  path   = \"data\"\n  fromat = \"json\"\n}\n")
+bool(false)

@@ -1,0 +1,3 @@
+go test fuzz v1
+[]byte("connection \"files\" {\n  type = \"file\"\n  path = \"data\"\n}\nintegration \"sync\" {\n  source {\n    connection = connection.files\n    path       = \"in/*.json\"\n  }\n  target {\n    connection = connection.files\n    path       = \"out/items.ndjson\"\n  }\n}\n\nschedule \"nightly\" {\n  integration = integration.sync\n  cron        = \"0 2 * * *\"\n  timezone    = \"Europe/Amsterdamm\"\n}\n")
+bool(false)

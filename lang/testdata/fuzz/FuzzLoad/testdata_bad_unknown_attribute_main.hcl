@@ -1,0 +1,3 @@
+go test fuzz v1
+[]byte("mapping \"m\" {\n  key   = \"id\"\n  filtr = \"active\"\n}\n")
+bool(false)

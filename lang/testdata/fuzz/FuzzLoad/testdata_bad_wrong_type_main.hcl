@@ -1,0 +1,3 @@
+go test fuzz v1
+[]byte("connection \"files\" {\n  type = \"file\"\n  path = \"data\"\n}\nintegration \"sync\" {\n  source {\n    connection = connection.files\n    path       = \"in/*.json\"\n  }\n  target {\n    connection = connection.files\n    path       = \"out/items.ndjson\"\n  }\n  workers = \"many\"\n}\n")
+bool(false)
