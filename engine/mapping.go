@@ -129,6 +129,12 @@ func (m *Mapping) apply(v *vm.VM, input map[string]any) (MappingResult, error) {
 				return res, &MappingError{Mapping: m.Name, Field: fmt.Sprintf("field %q", f.name), Key: res.Key, Err: err}
 			}
 		}
+		if x, ok := val.(float64); ok && (math.IsNaN(x) || math.IsInf(x, 0)) {
+			// JSON has no NaN or infinity: fail here, on the field, rather
+			// than later when the record is hashed or written.
+			return res, &MappingError{Mapping: m.Name, Field: fmt.Sprintf("field %q", f.name), Key: res.Key,
+				Err: fmt.Errorf("the value is %v, which JSON cannot carry (a division by zero?); guard it, e.g. d != 0 ? n / d : nil", x)}
+		}
 		if len(f.path) == 1 {
 			out[f.path[0]] = val
 		} else {

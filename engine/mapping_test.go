@@ -209,3 +209,17 @@ func TestNormalize(t *testing.T) {
 		t.Fatalf("err = %v", err)
 	}
 }
+
+// A field that computes NaN or an infinity fails on that field, with a hint,
+// instead of later when the record is hashed or written.
+func TestMappingRejectsNaNAndInfinity(t *testing.T) {
+	for _, expr := range []string{`n / d`, `-n / d`, `d / d`} {
+		cfg := newConfig()
+		cfg.Mappings["m"] = &lang.Mapping{Name: "m", Key: ex(`string(id)`), Fields: []*lang.Field{field("ratio", expr)}}
+		_, err := applyMapping(t, cfg, "m", map[string]any{"id": 1, "n": 1.0, "d": 0.0})
+		var me *MappingError
+		if !errors.As(err, &me) || me.Field != `field "ratio"` || !strings.Contains(err.Error(), "JSON cannot carry") {
+			t.Errorf("%s: %v", expr, err)
+		}
+	}
+}
