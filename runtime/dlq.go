@@ -380,10 +380,7 @@ func (rp *replayer) replay(ctx context.Context, tenant, id string, opts ReplayOp
 	case engine.Success:
 		result = "success"
 	case engine.Ready:
-		sem := rt.semaphore(tenant, job.SinkConnection)
-		sem <- struct{}{}
-		errs := sink.Write(ctx, []connectors.Write{pr.Write})
-		<-sem
+		errs := rt.callSink(ctx, sink, rt.semaphore(tenant, job.SinkConnection), nil, []connectors.Write{pr.Write})
 		if len(errs) > 0 && errs[0] != nil {
 			stage, failErr = engine.StageExecute, errs[0]
 		} else if f, ok := sink.(Flusher); ok {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ferryhq/ferry/connectors"
@@ -31,6 +32,12 @@ type RunOptions struct {
 
 const maxMessageBytes = 256 << 10
 
+// pullExpiry is how long a pull request of the run's workers waits at the
+// server. Missing heartbeats (every half of it) are noticed after it and the
+// pull is sent again: when the consumer's leader moved to another NATS node
+// (one stopped), work resumes within pullExpiry instead of nats.go's 30s.
+const pullExpiry = 5 * time.Second
+
 // ErrRunMismatch is returned when a run id is reused for another integration.
 var ErrRunMismatch = errors.New("run id belongs to another integration")
 
@@ -38,8 +45,24 @@ var ErrRunMismatch = errors.New("run id belongs to another integration")
 // until every record settled. Run-level failures (source or target could not open,
 // source read error) end the run as failed/partial and are reported in the result
 // with a nil error; the error is for infrastructure problems and cancellation, and
-// leaves the run resumable.
+// leaves the run resumable. Close stops a run in flight with ErrClosed.
 func (rt *Runtime) RunJob(ctx context.Context, job *Job, opts RunOptions) (*engine.RunResult, error) {
+	ctx, done, err := rt.enterRun(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer done()
+	if opts.RunID == "" {
+		opts.RunID = nuid.Next()
+	}
+	res, err := rt.runJob(ctx, job, opts)
+	if err != nil && errors.Is(context.Cause(ctx), ErrClosed) {
+		return nil, fmt.Errorf("runtime: run %s stopped by Close; run it again with the same run id to resume: %w", opts.RunID, ErrClosed)
+	}
+	return res, err
+}
+
+func (rt *Runtime) runJob(ctx context.Context, job *Job, opts RunOptions) (*engine.RunResult, error) {
 	job, err := job.withDefaults()
 	if err != nil {
 		return nil, err
@@ -114,7 +137,7 @@ type runner struct {
 	tr       *tracker
 
 	sink   connectors.Sink
-	sinkMu *sync.Mutex // nil for concurrent sinks
+	serial chan struct{} // one call at a time; nil for concurrent sinks
 	sem    chan struct{}
 }
 
@@ -159,29 +182,14 @@ func (r *runner) execute(ctx context.Context, resume bool) (*engine.RunResult, e
 		}
 	}()
 	if cs, ok := sink.(ConcurrentSink); !ok || !cs.ConcurrentWrites() {
-		r.sinkMu = &sync.Mutex{}
+		r.serial = make(chan struct{}, 1)
 	}
 	r.sem = rt.semaphore(r.tenant, job.SinkConnection)
 
-	// A fresh consumer per (re)start: the work stream is a work queue, so acked
-	// messages are gone and a new consumer delivers exactly what is left, at once
-	// (no waiting out the ack wait of a dead process's deliveries).
 	cname := consumerName(r.tenant, r.runID)
-	if err := rt.js.DeleteConsumer(ctx, WorkStream, cname); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
-		return nil, fmt.Errorf("runtime: reset consumer of run %s: %w", r.runID, err)
-	}
-	cons, err := rt.js.CreateOrUpdateConsumer(ctx, WorkStream, jetstream.ConsumerConfig{
-		Durable:       cname,
-		Description:   "ferry run " + r.runID + " of " + job.Integration,
-		FilterSubject: r.subject,
-		AckPolicy:     jetstream.AckExplicitPolicy,
-		AckWait:       2 * time.Minute,
-		MaxDeliver:    -1,
-		MaxAckPending: 20000,
-		DeliverPolicy: jetstream.DeliverAllPolicy,
-	})
+	cons, err := r.freshConsumer(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("runtime: consumer of run %s: %w", r.runID, err)
+		return nil, err
 	}
 	defer func() {
 		if ctx.Err() == nil {
@@ -280,8 +288,41 @@ func (r *runner) execute(ctx context.Context, resume bool) (*engine.RunResult, e
 	return r.finish(ctx, runErr)
 }
 
+// freshConsumer (re)creates the run's consumer, at a (re)start and after a
+// lost NATS connection came back: the work stream is a work queue, so acked
+// messages are gone and a new consumer delivers exactly what is left, at once
+// (no waiting out the ack wait of deliveries a dead process never acked, or
+// whose acks or messages were lost with the connection).
+func (r *runner) freshConsumer(ctx context.Context) (jetstream.Consumer, error) {
+	cname := consumerName(r.tenant, r.runID)
+	if err := r.rt.js.DeleteConsumer(ctx, WorkStream, cname); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return nil, fmt.Errorf("runtime: reset consumer of run %s: %w", r.runID, err)
+	}
+	cons, err := r.rt.js.CreateOrUpdateConsumer(ctx, WorkStream, jetstream.ConsumerConfig{
+		Durable:       cname,
+		Description:   "ferry run " + r.runID + " of " + r.job.Integration,
+		FilterSubject: r.subject,
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       2 * time.Minute,
+		MaxDeliver:    -1,
+		MaxAckPending: 20000,
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+		// Its state need not outlive the process: every (re)start makes a
+		// fresh consumer. Kept in memory, creating and deleting it writes
+		// no files: that was a third of a small run's CPU.
+		MemoryStorage: true,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("runtime: consumer of run %s: %w", r.runID, err)
+	}
+	return cons, nil
+}
+
 func consumerIdle(ctx context.Context, c jetstream.Consumer) (bool, error) {
 	info, err := c.Info(ctx)
+	if errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return false, nil // being re-created after a reconnect
+	}
 	if err != nil {
 		return false, fmt.Errorf("runtime: consumer info: %w", err)
 	}
@@ -446,30 +487,21 @@ func (r *runner) ingest(ctx context.Context, from Cursor) (int64, *Cursor, error
 // startWorkers pulls the run's messages and processes them on job.Workers goroutines.
 func (r *runner) startWorkers(ctx context.Context, cons jetstream.Consumer) (<-chan struct{}, error) {
 	n := r.job.Workers
-	it, err := cons.Messages(jetstream.PullMaxMessages(2 * n))
+	it, err := cons.Messages(jetstream.PullMaxMessages(2*n), jetstream.PullExpiry(pullExpiry))
 	if err != nil {
 		return nil, fmt.Errorf("runtime: pull run %s: %w", r.runID, err)
 	}
+	reconnected := r.rt.reconnects(ctx)
 	msgs := make(chan jetstream.Msg)
 	go func() {
 		defer close(msgs)
-		for {
-			m, err := it.Next()
-			if err != nil {
-				if errors.Is(err, jetstream.ErrMsgIteratorClosed) || ctx.Err() != nil {
-					return
-				}
-				r.rt.log.Debug("pull", "run", r.runID, "err", err)
-				continue
-			}
-			select {
-			case msgs <- m:
-			case <-ctx.Done():
+		for r.feed(ctx, it, msgs, reconnected) {
+			r.rt.log.Info("NATS connection back: re-creating the run's consumer to deliver unacknowledged work again", "run", r.runID)
+			if it, err = r.repull(ctx); err != nil {
 				return
 			}
 		}
 	}()
-	go func() { <-ctx.Done(); it.Stop() }()
 	done := make(chan struct{})
 	var wg sync.WaitGroup
 	for range n {
@@ -484,6 +516,89 @@ func (r *runner) startWorkers(ctx context.Context, cons jetstream.Consumer) (<-c
 	}
 	go func() { wg.Wait(); close(done) }()
 	return done, nil
+}
+
+// feed passes the iterator's messages to msgs until ctx ends or the iterator
+// closes (false), or the NATS connection came back after an outage (true).
+func (r *runner) feed(ctx context.Context, it jetstream.MessagesContext, msgs chan<- jetstream.Msg, reconnected <-chan struct{}) bool {
+	var again atomic.Bool
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() {
+		select {
+		case <-ctx.Done():
+		case <-reconnected:
+			again.Store(true)
+		case <-stop:
+		}
+		it.Stop()
+	}()
+	for {
+		m, err := it.Next()
+		if err != nil {
+			if errors.Is(err, jetstream.ErrMsgIteratorClosed) || ctx.Err() != nil {
+				return again.Load() && ctx.Err() == nil
+			}
+			r.rt.log.Debug("pull", "run", r.runID, "err", err)
+			continue
+		}
+		select {
+		case msgs <- m:
+		case <-ctx.Done():
+			return false
+		}
+	}
+}
+
+// repull re-creates the run's consumer and pulls from it, trying again while
+// JetStream is still recovering.
+func (r *runner) repull(ctx context.Context) (jetstream.MessagesContext, error) {
+	for {
+		cons, err := r.freshConsumer(ctx)
+		if err == nil {
+			it, err := cons.Messages(jetstream.PullMaxMessages(2*r.job.Workers), jetstream.PullExpiry(pullExpiry))
+			if err == nil {
+				return it, nil
+			}
+		}
+		r.rt.log.Warn("re-creating the run's consumer failed; trying again", "run", r.runID, "err", err)
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+}
+
+// reconnects signals each time the NATS connection is back after being lost,
+// until ctx ends.
+func (rt *Runtime) reconnects(ctx context.Context) <-chan struct{} {
+	out := make(chan struct{}, 1)
+	status := rt.nc.StatusChanged(nats.RECONNECTING, nats.CONNECTED)
+	go func() {
+		defer rt.nc.RemoveStatusListener(status)
+		down := false
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case st, ok := <-status:
+				if !ok {
+					return
+				}
+				if st == nats.RECONNECTING {
+					down = true
+				} else if down {
+					down = false
+					select {
+					case out <- struct{}{}:
+					default:
+					}
+				}
+			}
+		}
+	}()
+	return out
 }
 
 // handle settles one work message: execute its records unless a settlement exists,
@@ -674,21 +789,79 @@ func (r *runner) process(ctx context.Context, p Preparer, w *workMsg) (settlemen
 }
 
 func (r *runner) write(ctx context.Context, writes []connectors.Write) []error {
-	select {
-	case r.sem <- struct{}{}:
-	case <-ctx.Done():
+	return r.rt.callSink(ctx, r.sink, r.sem, r.serial, writes)
+}
+
+// callSink calls sink.Write within Options.SinkTimeout, counted from when the
+// call starts waiting for its connection slot (sem) and, for a sink that is
+// not concurrent, for the sink (serial). Records of a call that does not end
+// in time fail transiently and are retried. A target that ignores its
+// cancelled context is abandoned after a grace period: a worker must not
+// hang with it, and the retry may write the records twice (at least once).
+// The abandoned call keeps its slot and the serial sink until it returns, so
+// the limits still hold.
+func (rt *Runtime) callSink(ctx context.Context, sink connectors.Sink, sem, serial chan struct{}, writes []connectors.Write) []error {
+	limit := rt.opts.SinkTimeout
+	cctx, cancel := context.WithTimeout(ctx, limit)
+	all := func(err error) []error {
 		errs := make([]error, len(writes))
 		for i := range errs {
-			errs[i] = ctx.Err()
+			errs[i] = err
 		}
 		return errs
 	}
-	defer func() { <-r.sem }()
-	if r.sinkMu != nil {
-		r.sinkMu.Lock()
-		defer r.sinkMu.Unlock()
+	timedOut := func(what string) error {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return connectors.Transient(fmt.Errorf("target %s within the sink timeout (%s): it is slow or hanging; the records are retried", what, limit), 0)
 	}
-	return r.sink.Write(ctx, writes)
+	select {
+	case sem <- struct{}{}:
+	case <-cctx.Done():
+		cancel()
+		return all(timedOut("had no free connection slot"))
+	}
+	if serial != nil {
+		select {
+		case serial <- struct{}{}:
+		case <-cctx.Done():
+			<-sem
+			cancel()
+			return all(timedOut("was busy with another call"))
+		}
+	}
+	done := make(chan []error, 1)
+	go func() {
+		defer func() {
+			if serial != nil {
+				<-serial
+			}
+			<-sem
+			cancel()
+		}()
+		done <- sink.Write(cctx, writes)
+	}()
+	select {
+	case errs := <-done:
+		return errs
+	case <-cctx.Done():
+	}
+	grace := time.NewTimer(min(limit, 5*time.Second))
+	defer grace.Stop()
+	select {
+	case errs := <-done:
+		// A target that gave up at the deadline says "context deadline
+		// exceeded"; say which deadline.
+		for i, err := range errs {
+			if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
+				errs[i] = timedOut("call did not return")
+			}
+		}
+		return errs
+	case <-grace.C:
+		return all(timedOut("call did not return"))
+	}
 }
 
 // sideEffects publishes the settlement's retry message and writes its DLQ

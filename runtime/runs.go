@@ -328,10 +328,11 @@ func paginate[T any](all []T, page, size int) (int, int, []T) {
 	if size <= 0 {
 		size = 50
 	}
-	lo := (page - 1) * size
-	if lo > len(all) {
-		lo = len(all)
+	// (page-1)*size overflows for a huge page; past the end is empty.
+	lo := len(all)
+	if page-1 <= len(all)/size {
+		lo = min((page-1)*size, len(all))
 	}
-	hi := min(lo+size, len(all))
+	hi := lo + min(size, len(all)-lo)
 	return page, size, all[lo:hi]
 }

@@ -54,6 +54,12 @@ type Options struct {
 	Replicas int
 	// ConnectionConcurrency limits concurrent sink calls per connection (default 16).
 	ConnectionConcurrency int
+	// SinkTimeout bounds one call of a target (default 5m), counted from when
+	// the call waits for its connection slot. At the limit the call's context
+	// is cancelled and its records fail transiently (they are retried); a
+	// target that ignores the cancellation is abandoned a grace period later
+	// (min(SinkTimeout, 5s)) and keeps its slot until it returns.
+	SinkTimeout time.Duration
 	// LockTTL is how long a run lock outlives its last heartbeat (default 30s), so
 	// a crashed run does not block its integration forever.
 	LockTTL time.Duration
@@ -85,7 +91,33 @@ type Runtime struct {
 	semMu sync.Mutex
 	sems  map[string]chan struct{}
 
+	// closing ends when Close starts: runs in flight stop (resumable), and
+	// Close waits for them (runs) before it drains the connection.
+	closing  context.Context
+	stopRuns context.CancelFunc
+	runMu    sync.Mutex
+	closed   bool
+	runs     sync.WaitGroup
+
 	closeOnce sync.Once
+}
+
+// ErrClosed is returned by RunJob when the runtime is (or gets) closed; a run
+// stopped by Close resumes when it is run again with the same run id.
+var ErrClosed = errors.New("runtime closed")
+
+// enterRun registers a run: its context ends when Close starts, and Close
+// waits for it to return before draining the connection.
+func (rt *Runtime) enterRun(ctx context.Context) (context.Context, func(), error) {
+	rt.runMu.Lock()
+	defer rt.runMu.Unlock()
+	if rt.closed {
+		return nil, nil, fmt.Errorf("runtime: %w", ErrClosed)
+	}
+	rt.runs.Add(1)
+	ctx, cancel := context.WithCancelCause(ctx)
+	stop := context.AfterFunc(rt.closing, func() { cancel(ErrClosed) })
+	return ctx, func() { stop(); cancel(nil); rt.runs.Done() }, nil
 }
 
 // Open starts the embedded server (or connects to NATSURL) and creates the
@@ -112,12 +144,16 @@ func Open(ctx context.Context, opts Options) (*Runtime, error) {
 	if opts.LockTTL <= 0 {
 		opts.LockTTL = 30 * time.Second
 	}
+	if opts.SinkTimeout <= 0 {
+		opts.SinkTimeout = DefaultSinkTimeout
+	}
 	switch opts.SyncPolicy {
 	case "", SyncDefault, SyncAlways:
 	default:
 		return nil, fmt.Errorf("runtime: sync policy %q: want %q or %q", opts.SyncPolicy, SyncDefault, SyncAlways)
 	}
 	rt := &Runtime{opts: opts, log: opts.Logger, sems: map[string]chan struct{}{}, metrics: newMetrics()}
+	rt.closing, rt.stopRuns = context.WithCancel(context.Background())
 	var err error
 	if opts.NATSURL != "" {
 		rt.nc, err = connectExternal(opts)
@@ -149,6 +185,11 @@ func Open(ctx context.Context, opts Options) (*Runtime, error) {
 	}
 	return rt, nil
 }
+
+// DefaultSinkTimeout is Options.SinkTimeout's default: long enough for a large
+// batch against a slow API, short enough that a hung call does not hold a
+// run for good.
+const DefaultSinkTimeout = 5 * time.Minute
 
 // ErrDataDirBusy means another process has the embedded store's data directory open.
 var ErrDataDirBusy = errors.New("in use by another ferry process")
@@ -182,7 +223,7 @@ func startEmbedded(opts Options) (*server.Server, *nats.Conn, error) {
 		ns.Shutdown()
 		return nil, nil, errors.New("runtime: embedded NATS did not become ready within 30s")
 	}
-	nc, err := nats.Connect("", nats.InProcessServer(ns), nats.Name("ferry"), nats.MaxReconnects(-1))
+	nc, err := nats.Connect("", append(connLogging(opts.Logger), nats.InProcessServer(ns), nats.Name("ferry"), nats.MaxReconnects(-1))...)
 	if err != nil {
 		ns.Shutdown()
 		return nil, nil, fmt.Errorf("runtime: connect to embedded NATS: %w", err)
@@ -190,8 +231,31 @@ func startEmbedded(opts Options) (*server.Server, *nats.Conn, error) {
 	return ns, nc, nil
 }
 
+// connLogging sends the client's asynchronous errors (slow consumers, broken
+// connections) and reconnects to the runtime's log; nats.go prints them to
+// stderr otherwise.
+func connLogging(log *slog.Logger) []nats.Option {
+	return []nats.Option{
+		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
+			if sub != nil {
+				log.Warn("NATS client error", "subject", sub.Subject, "err", err)
+				return
+			}
+			log.Warn("NATS client error", "err", err)
+		}),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			if err != nil {
+				log.Warn("NATS connection lost; reconnecting", "err", err)
+			}
+		}),
+		nats.ReconnectHandler(func(nc *nats.Conn) {
+			log.Info("NATS connection back", "server", nc.ConnectedUrlRedacted())
+		}),
+	}
+}
+
 func connectExternal(opts Options) (*nats.Conn, error) {
-	nopts := []nats.Option{nats.Name("ferry"), nats.MaxReconnects(-1)}
+	nopts := append(connLogging(opts.Logger), nats.Name("ferry"), nats.MaxReconnects(-1))
 	if opts.CredsFile != "" {
 		nopts = append(nopts, nats.UserCredentials(opts.CredsFile))
 	}
@@ -230,7 +294,7 @@ func (rt *Runtime) ensureLayout(ctx context.Context) error {
 		return fmt.Errorf("runtime: stream %s: %w", WorkStream, err)
 	}
 	kv := func(name, desc string, history uint8, ttl time.Duration) (jetstream.KeyValue, error) {
-		b, err := rt.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		b, err := KeyValue(ctx, rt.js, jetstream.KeyValueConfig{
 			Bucket:      name,
 			Description: desc,
 			History:     history,
@@ -264,10 +328,24 @@ func (rt *Runtime) ensureLayout(ctx context.Context) error {
 	return nil
 }
 
-// Close drains the connection and shuts the embedded server down cleanly.
+// Close stops the runs in flight (they stay resumable), drains the connection
+// and shuts the embedded server down cleanly.
 func (rt *Runtime) Close() error {
 	var err error
 	rt.closeOnce.Do(func() {
+		rt.runMu.Lock()
+		rt.closed = true
+		rt.runMu.Unlock()
+		rt.stopRuns()
+		// A stopped run returns once its sink calls did (bounded by the
+		// sink timeout's grace); its last acks then go out with the drain.
+		stopped := make(chan struct{})
+		go func() { rt.runs.Wait(); close(stopped) }()
+		select {
+		case <-stopped:
+		case <-time.After(30 * time.Second):
+			rt.log.Warn("runs still stopping after 30s; closing under them")
+		}
 		if rt.nc != nil {
 			if derr := rt.nc.Drain(); derr != nil && !errors.Is(derr, nats.ErrConnectionClosed) {
 				err = derr

@@ -99,13 +99,31 @@ type claimMsg struct {
 	Node        string    `json:"node,omitempty"`
 }
 
+// errDuplicateInProcess is JetStream's answer, on a replicated stream, to a
+// publish whose message id another publish is still committing: not a
+// duplicate yet, since that publish may still fail.
+const errDuplicateInProcess jetstream.ErrorCode = 10158
+
 func (s *jsStore) claim(ctx context.Context, f Fire, node string) (bool, error) {
 	b, _ := json.Marshal(claimMsg{Tenant: f.Tenant, Schedule: f.Schedule, Integration: f.Integration, At: f.At.UTC(), CatchUp: f.CatchUp, Node: node})
-	ack, err := s.js.Publish(ctx, FiresSubject+f.Tenant+"."+f.Schedule, b, jetstream.WithMsgID(fireID(f)))
-	if err != nil {
-		return false, fmt.Errorf("claiming fire %s: %w", fireID(f), err)
+	for try := 1; ; try++ {
+		ack, err := s.js.Publish(ctx, FiresSubject+f.Tenant+"."+f.Schedule, b, jetstream.WithMsgID(fireID(f)))
+		var apiErr *jetstream.APIError
+		if errors.As(err, &apiErr) && apiErr.ErrorCode == errDuplicateInProcess && try < 20 {
+			// Every node fires at the same instant; ask again once the
+			// other node's claim is committed (or failed).
+			select {
+			case <-ctx.Done():
+				return false, fmt.Errorf("claiming fire %s: %w", fireID(f), ctx.Err())
+			case <-time.After(time.Duration(try) * 10 * time.Millisecond):
+			}
+			continue
+		}
+		if err != nil {
+			return false, fmt.Errorf("claiming fire %s: %w", fireID(f), err)
+		}
+		return !ack.Duplicate, nil
 	}
-	return !ack.Duplicate, nil
 }
 
 func stateKey(tenant, name string) string { return tenant + "." + name }
