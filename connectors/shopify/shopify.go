@@ -17,7 +17,7 @@
 //	  source {
 //	    connection = connection.shop
 //	    resource   = "products"   # products | orders | customers | inventory_items
-//	    page_size  = 50           # default 50, at most 250
+//	    page_size  = 10           # default: the most that fits Shopify's query cost limit (products 18)
 //	    query      = "status:active"  # extra Shopify search syntax, ANDed with the watermark
 //	    cursor     = "updatedAt"  # incremental: the default cursor field of this connector
 //	  }
@@ -43,6 +43,20 @@
 // The comparison is a strict ">": a record updated within the same second as
 // the watermark, after the run read it, is picked up by the next change only.
 //
+// # Query cost
+//
+// Shopify refuses a query whose requested cost is above 1,000 points, and a
+// query's cost multiplies with its page size and the page size of the
+// connections inside each node (a product's variants, an order's line items,
+// an inventory item's levels). The connector computes the cost of its own
+// queries the way Shopify does (internal/gql): page_size defaults to the
+// largest that fits (products 18, orders 15, customers 250, inventory_items
+// 28), and a larger page_size is refused when the source opens, naming the
+// maximum (validation already refuses one that no resource can hold). Nested connections are read 25 variants, 10 line items or 10
+// inventory levels at a time with the page; a node that has more gets the rest
+// from follow-up node(id:) queries, throttled like the pages, before it is
+// emitted, so variants.nodes is always the complete list.
+//
 // # Throttling
 //
 // Shopify's GraphQL Admin API limits by query cost (a leaky bucket). Every
@@ -61,6 +75,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"math/big"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -68,6 +83,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/hcldec"
 	"github.com/zclconf/go-cty/cty"
 	"github.com/zclconf/go-cty/cty/gocty"
@@ -85,8 +101,6 @@ const DefaultAPIVersion = "2025-07"
 const DefaultCursorField = "updatedAt"
 
 const (
-	defaultPageSize = 50
-	maxPageSize     = 250
 	// maxThrottleRetries bounds how often one request is retried after THROTTLED.
 	maxThrottleRetries = 5
 	// fallbackThrottleWait is Shopify's recommended backoff when the response
@@ -107,10 +121,52 @@ var ConnectionSpec = hcldec.ObjectSpec{
 }
 
 // SourceSpec is the schema of the shopify connector's attributes in a source block.
+// Configuration validation sees resource and page_size one at a time: a
+// page_size that fits no resource is found there, one too large for its
+// resource when the source opens (Connection.Source).
 var SourceSpec = hcldec.ObjectSpec{
-	"resource":  &hcldec.AttrSpec{Name: "resource", Type: cty.String, Required: true},
-	"page_size": &hcldec.AttrSpec{Name: "page_size", Type: cty.Number},
-	"query":     &hcldec.AttrSpec{Name: "query", Type: cty.String},
+	"resource": &hcldec.ValidateSpec{
+		Wrapped: &hcldec.AttrSpec{Name: "resource", Type: cty.String, Required: true},
+		Func:    validateResource,
+	},
+	"page_size": &hcldec.ValidateSpec{
+		Wrapped: &hcldec.AttrSpec{Name: "page_size", Type: cty.Number},
+		Func:    validatePageSize,
+	},
+	"query": &hcldec.AttrSpec{Name: "query", Type: cty.String},
+}
+
+func validateResource(v cty.Value) hcl.Diagnostics {
+	if v.IsNull() || !v.IsKnown() || resources[v.AsString()] != nil {
+		return nil
+	}
+	return hcl.Diagnostics{{
+		Severity: hcl.DiagError,
+		Summary:  "Unknown Shopify resource",
+		Detail:   fmt.Sprintf(`resource %q is not one of "products", "orders", "customers", "inventory_items".`, v.AsString()),
+	}}
+}
+
+func validatePageSize(v cty.Value) hcl.Diagnostics {
+	if v.IsNull() || !v.IsKnown() {
+		return nil
+	}
+	largest := 0
+	var maxima []string
+	for _, name := range resourceNames {
+		largest = max(largest, resources[name].maxPage)
+		maxima = append(maxima, fmt.Sprintf("%s %d", name, resources[name].maxPage))
+	}
+	n, exact := v.AsBigFloat().Int64()
+	if exact == big.Exact && n >= 1 && n <= int64(largest) {
+		return nil
+	}
+	return hcl.Diagnostics{{
+		Severity: hcl.DiagError,
+		Summary:  "Invalid page_size",
+		Detail: fmt.Sprintf("page_size %s must be a whole number from 1 to what a page of the resource may hold within Shopify's query cost limit: %s.",
+			v.AsBigFloat().Text('g', -1), strings.Join(maxima, ", ")),
+	}}
 }
 
 // TargetSpec is the schema of the shopify connector's attributes in a target block.

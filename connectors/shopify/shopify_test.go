@@ -19,6 +19,7 @@ import (
 	"github.com/zclconf/go-cty/cty"
 
 	"github.com/ferryhq/ferry/connectors"
+	"github.com/ferryhq/ferry/connectors/shopify/shopifytest"
 )
 
 const apiPath = "/admin/api/2025-07/graphql.json"
@@ -54,7 +55,9 @@ type gqlRequest struct {
 }
 
 // fakeShop answers like the GraphQL Admin API: each request is passed to
-// answer with its decoded body; answer returns the status and body.
+// answer with its decoded body; answer returns the status and body, which
+// shopifytest.Enforce holds to Shopify's rules: a query above the cost limit
+// is refused whatever answer says, and nested connections are paged.
 type fakeShop struct {
 	mu       sync.Mutex
 	requests []gqlRequest
@@ -77,6 +80,7 @@ func (f *fakeShop) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	n := len(f.requests)
 	f.mu.Unlock()
 	status, out := f.answer(n, req)
+	status, out = shopifytest.Enforce(req.Query, req.Variables, status, out)
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	w.Write(out)
@@ -264,7 +268,8 @@ query    = "status:active"
 	if q := shop.requests[0].Variables["query"]; q != nil {
 		t.Errorf("full sync search = %v", q)
 	}
-	if shop.requests[0].Variables["first"] != float64(50) {
+	// The default is the largest page whose query Shopify accepts.
+	if shop.requests[0].Variables["first"] != float64(18) {
 		t.Errorf("default page size = %v", shop.requests[0].Variables["first"])
 	}
 }
@@ -445,9 +450,11 @@ func TestOtherResources(t *testing.T) {
 
 func TestSourceConfigErrors(t *testing.T) {
 	conn, _, _ := setup(t, func(int, gqlRequest) (int, []byte) { return 200, nil })
-	for _, src := range []string{`resource = "widgets"`, "resource = \"products\"\npage_size = 251", "resource = \"products\"\npage_size = 0"} {
-		if _, err := conn.Source(decodeHCL(t, SourceSpec, src)); connectors.CategoryOf(err) != connectors.CategoryPermanent {
-			t.Errorf("%q: err = %v", src, err)
+	// Validation refuses these already (TestValidateSourceConfig); Source
+	// does too, whatever hands it its configuration.
+	for _, cfg := range []cty.Value{sourceVal("widgets", 0), sourceVal("products", 251), sourceVal("products", -1)} {
+		if _, err := conn.Source(cfg); connectors.CategoryOf(err) != connectors.CategoryPermanent {
+			t.Errorf("%#v: err = %v", cfg, err)
 		}
 	}
 	c, _ := connectors.Lookup("shopify")

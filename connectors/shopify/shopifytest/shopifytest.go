@@ -15,8 +15,14 @@
 //	shop.Put("products", shopifytest.SampleProducts()...)
 //	// connection: store = shopifytest.Store, token = shopifytest.Token, base_url = shop.URL
 //
-// Query costs are illustrative: a connection query requests 2 + first points
-// and is charged 2 + the nodes returned; a mutation costs 10.
+// Queries are costed the way Shopify does (objects 1, connections
+// 2 + first × node, nested connections multiplied; a mutation 10): a query
+// requesting more than 1,000 points is refused with MAX_COST_EXCEEDED; one runs
+// when the bucket holds its requested cost and is charged its actual cost (what
+// it returned). Nested connections are paged per their first and after, with
+// pageInfo, and node(id:) answers the follow-up queries for a node's further
+// nested pages. The bucket restores at a Shopify Plus shop's 1,000 points a
+// second, so that a throttled test waits about a second, not ten.
 package shopifytest
 
 import (
@@ -37,6 +43,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/ferryhq/ferry/connectors/shopify/internal/gql"
 )
 
 // Defaults of Options, and the store of the fixtures.
@@ -45,8 +53,8 @@ const (
 	APIVersion  = "2025-07"
 	Store       = "acme-apparel.myshopify.com"
 	ShopName    = "Acme Apparel"
-	Bucket      = 2000.0
-	RestoreRate = 100.0
+	Bucket      = 20000.0
+	RestoreRate = 1000.0
 	// MutationCost is what one mutation requests and is charged.
 	MutationCost = 10
 )
@@ -315,61 +323,118 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	enc.Encode(answer)
 }
 
-var (
-	mutationRe   = regexp.MustCompile(`\b(productCreate|productUpdate|inventorySetQuantities)\s*\(`)
-	connectionRe = regexp.MustCompile(`\b(products|orders|customers|inventoryItems)\s*\(`)
-	shopRe       = regexp.MustCompile(`\bshop\s*\{`)
-	fieldRe      = regexp.MustCompile(`\{\s*(\w+)`)
-)
+// mutations are the mutation root fields the shop applies.
+var mutations = []string{"productCreate", "productUpdate", "inventorySetQuantities"}
+
+// connections maps the query root connections to the type of their nodes.
+var connections = map[string]string{
+	"products": "Product", "orders": "Order", "customers": "Customer", "inventoryItems": "InventoryItem",
+}
 
 // answer handles one GraphQL request with s.mu held.
 func (s *Server) answer(query string, vars map[string]any, req *Request) (int, any) {
-	q := strings.TrimSpace(query)
-	var requested float64
-	var run func() (data any, charged float64)
+	op, err := gql.Parse(query)
+	if err != nil {
+		return http.StatusOK, gqlError(err.Error(), "")
+	}
+	if len(op.Fields) != 1 || op.Fields[0].Name == "" {
+		return http.StatusOK, gqlError("shopifytest: send one root field per request", "")
+	}
+	root := op.Fields[0]
+	requested, err := op.Cost(vars, nil)
+	if err != nil {
+		return http.StatusOK, gqlError(err.Error(), "BAD_REQUEST")
+	}
+	if requested > gql.MaxCost {
+		return http.StatusOK, maxCostExceeded(requested)
+	}
+	var run func() any
 	switch {
-	case strings.HasPrefix(q, "mutation"):
-		m := mutationRe.FindStringSubmatch(q)
-		if m == nil {
-			return http.StatusOK, undefinedField(q, "Mutation")
+	case op.Type == "mutation":
+		if !slices.Contains(mutations, root.Name) {
+			return http.StatusOK, undefinedField(root.Name, "Mutation")
 		}
-		requested = MutationCost
-		run = func() (any, float64) { return s.mutate(m[1], vars), MutationCost }
-	case connectionRe.MatchString(q):
-		field := connectionRe.FindStringSubmatch(q)[1]
-		first, ok := intVar(vars["first"])
-		if !ok || first < 1 || first > 250 {
-			return http.StatusOK, gqlError(fmt.Sprintf("first must be between 1 and 250, got %v", vars["first"]), "BAD_REQUEST")
+		run = func() any { return s.mutate(root.Name, vars) }
+	case connections[root.Name] != "":
+		v, _ := root.Arg("first", vars)
+		first, ok := intVar(v)
+		if !ok || first < 1 || first > gql.MaxPage {
+			return http.StatusOK, gqlError(fmt.Sprintf("first must be between 1 and %d, got %v", gql.MaxPage, v), "BAD_REQUEST")
 		}
-		requested = float64(2 + first)
-		run = func() (any, float64) {
-			page, n, err := s.page(field, first, vars, strings.Contains(q, "sortKey: UPDATED_AT"))
+		run = func() any {
+			page, err := s.page(root.Name, first, vars, root.Args["sortKey"] == gql.Enum("UPDATED_AT"))
 			if err != nil {
-				return err, 0
+				return err
 			}
-			return map[string]any{field: page}, float64(2 + n)
+			if err := shapeConnection(root, vars, page, connections[root.Name]); err != nil {
+				return err
+			}
+			return map[string]any{root.Key(): page}
 		}
-	case shopRe.MatchString(q):
-		requested = 1
-		run = func() (any, float64) { return map[string]any{"shop": map[string]any{"name": s.opts.ShopName}}, 1 }
+	case root.Name == "node":
+		run = func() any {
+			id, _ := root.Arg("id", vars)
+			node, typ := s.lookup(fmt.Sprint(id))
+			if node == nil {
+				return map[string]any{root.Key(): nil}
+			}
+			node = project(root.Selection, typ, node)
+			if err := shape(root.Selection, vars, node, typ); err != nil {
+				return err
+			}
+			return map[string]any{root.Key(): node}
+		}
+	case root.Name == "shop":
+		run = func() any { return map[string]any{root.Key(): map[string]any{"name": s.opts.ShopName}} }
 	default:
-		return http.StatusOK, undefinedField(q, "QueryRoot")
+		return http.StatusOK, undefinedField(root.Name, "QueryRoot")
 	}
 	s.refill()
-	if requested > s.available {
+	if float64(requested) > s.available {
 		req.Throttled = true
 		return s.opts.ThrottleStatus, map[string]any{
 			"errors": []any{map[string]any{"message": "Throttled", "extensions": map[string]any{
 				"code": "THROTTLED", "documentation": "https://shopify.dev/api/usage/rate-limits"}}},
-			"extensions": map[string]any{"cost": s.cost(requested, nil)},
+			"extensions": map[string]any{"cost": s.cost(float64(requested), nil)},
 		}
 	}
-	data, charged := run()
+	data := run()
 	if e, ok := data.(gqlErr); ok {
 		return http.StatusOK, map[string]any(e)
 	}
+	actual, err := op.Cost(vars, data)
+	if err != nil {
+		return http.StatusOK, gqlError(err.Error(), "BAD_REQUEST")
+	}
+	charged := float64(actual)
 	s.available -= charged
-	return http.StatusOK, map[string]any{"data": data, "extensions": map[string]any{"cost": s.cost(requested, &charged)}}
+	return http.StatusOK, map[string]any{"data": data, "extensions": map[string]any{"cost": s.cost(float64(requested), &charged)}}
+}
+
+// maxCostExceeded is Shopify's answer to a query that requests more than it
+// runs at once (HTTP 200, no data, no cost charged).
+func maxCostExceeded(cost int) gqlErr {
+	return gqlErr{"errors": []any{map[string]any{
+		"message": fmt.Sprintf("Query cost is %d, which exceeds the single query max cost limit (%d).\n\n"+
+			"See https://shopify.dev/docs/api/usage/rate-limits for more information on how the\n"+
+			"cost of a query is calculated.\n\n"+
+			"To query larger amounts of data with fewer limits, bulk operations should be used instead.\n"+
+			"See https://shopify.dev/docs/api/usage/bulk-operations/queries for usage details.\n", cost, gql.MaxCost),
+		"extensions": map[string]any{
+			"code": "MAX_COST_EXCEEDED", "cost": cost, "maxCost": gql.MaxCost,
+			"documentation": "https://shopify.dev/api/usage/rate-limits",
+		},
+	}}}
+}
+
+// lookup finds a node of any resource by its id, and its type.
+func (s *Server) lookup(id string) (map[string]any, string) {
+	for field, typ := range connections {
+		if i := s.index(field, id); i >= 0 {
+			return clone(s.nodes[field][i]), typ
+		}
+	}
+	return nil, ""
 }
 
 // refill adds what the bucket restored since the last refill.
@@ -398,15 +463,17 @@ func (s *Server) cost(requested float64, actual *float64) map[string]any {
 // gqlErr is a whole GraphQL error answer (no data).
 type gqlErr map[string]any
 
+// gqlError is an error answer; code "" leaves extensions out, as Shopify does
+// for syntax errors.
 func gqlError(msg, code string) gqlErr {
-	return gqlErr{"errors": []any{map[string]any{"message": msg, "extensions": map[string]any{"code": code}}}}
+	e := map[string]any{"message": msg}
+	if code != "" {
+		e["extensions"] = map[string]any{"code": code}
+	}
+	return gqlErr{"errors": []any{e}}
 }
 
-func undefinedField(q, typ string) gqlErr {
-	name := "?"
-	if m := fieldRe.FindStringSubmatch(q); m != nil {
-		name = m[1]
-	}
+func undefinedField(name, typ string) gqlErr {
 	return gqlError(fmt.Sprintf("Field '%s' doesn't exist on type '%s'", name, typ), "undefinedField")
 }
 
@@ -416,12 +483,12 @@ type pageCursor struct {
 	LastValue string `json:"last_value,omitempty"`
 }
 
-// page returns one page of a connection and how many nodes it holds.
-func (s *Server) page(field string, first int, vars map[string]any, byUpdated bool) (map[string]any, int, error) {
+// page returns one page of a root connection.
+func (s *Server) page(field string, first int, vars map[string]any, byUpdated bool) (map[string]any, error) {
 	search, _ := vars["query"].(string)
 	match, err := parseSearch(search)
 	if err != nil {
-		return nil, 0, gqlError(err.Error(), "BAD_REQUEST")
+		return nil, gqlError(err.Error(), "BAD_REQUEST")
 	}
 	sortKey := func(n map[string]any) pageCursor {
 		c := pageCursor{LastID: legacyID(n)}
@@ -447,7 +514,7 @@ func (s *Server) page(field string, first int, vars map[string]any, byUpdated bo
 		var c pageCursor
 		raw, err := base64.StdEncoding.DecodeString(after)
 		if err != nil || json.Unmarshal(raw, &c) != nil || c.LastID == "" {
-			return nil, 0, gqlError("Invalid cursor for current pagination.", "BAD_REQUEST")
+			return nil, gqlError("Invalid cursor for current pagination.", "BAD_REQUEST")
 		}
 		i := slices.IndexFunc(nodes, func(n map[string]any) bool { return less(sortKey(n), c) > 0 })
 		if i < 0 {
@@ -465,7 +532,7 @@ func (s *Server) page(field string, first int, vars map[string]any, byUpdated bo
 		edges = append(edges, map[string]any{"cursor": c, "node": clone(n)})
 		end = c
 	}
-	return map[string]any{"edges": edges, "pageInfo": map[string]any{"hasNextPage": more, "endCursor": end}}, len(nodes), nil
+	return map[string]any{"edges": edges, "pageInfo": map[string]any{"hasNextPage": more, "endCursor": end}}, nil
 }
 
 func (e gqlErr) Error() string { return fmt.Sprint(e["errors"]) }

@@ -3,6 +3,7 @@ package shopifytest_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -165,7 +166,7 @@ func TestCostExtension(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := out.Extensions.Cost
-	if c.RequestedQueryCost != 5 || c.ActualQueryCost != 5 || c.ThrottleStatus.MaximumAvailable != 2000 || c.ThrottleStatus.CurrentlyAvailable > 1995.5 || c.ThrottleStatus.RestoreRate != 100 {
+	if c.RequestedQueryCost != 5 || c.ActualQueryCost != 5 || c.ThrottleStatus.MaximumAvailable != 20000 || c.ThrottleStatus.CurrentlyAvailable > 19995.5 || c.ThrottleStatus.RestoreRate != 1000 {
 		t.Errorf("cost = %+v", c)
 	}
 	pi := out.Data["products"]["pageInfo"].(map[string]any)
@@ -278,5 +279,150 @@ func TestOtherResources(t *testing.T) {
 	}
 	if recs, err := read(t, conn, `resource = "customers"`, ""); err != nil || len(recs) != 0 {
 		t.Errorf("no customers: %v %v", recs, err)
+	}
+}
+
+// post sends one GraphQL request and decodes the answer.
+func post(t *testing.T, shop *shopifytest.Server, query string, vars map[string]any) map[string]any {
+	t.Helper()
+	body, _ := json.Marshal(map[string]any{"query": query, "variables": vars})
+	req, _ := http.NewRequest(http.MethodPost, shop.URL+shop.Endpoint(), strings.NewReader(string(body)))
+	req.Header.Set("X-Shopify-Access-Token", shopifytest.Token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("HTTP %d", resp.StatusCode)
+	}
+	var out map[string]any
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func TestMaxCostExceeded(t *testing.T) {
+	shop := shopifytest.Start(t, shopifytest.Options{})
+	shop.Put("products", shopifytest.SampleProducts()...)
+	// 2 + 50 × (1 + 2 + 100 × (1 + 1)) points.
+	out := post(t, shop, `query Q($first: Int!) { products(first: $first) { edges { node { id variants(first: 100) { nodes { id inventoryItem { id } } } } } } }`,
+		map[string]any{"first": 50})
+	errs, _ := out["errors"].([]any)
+	if len(errs) != 1 || out["data"] != nil {
+		t.Fatalf("answer = %v", out)
+	}
+	e := errs[0].(map[string]any)
+	ext := e["extensions"].(map[string]any)
+	if ext["code"] != "MAX_COST_EXCEEDED" || ext["cost"] != float64(10152) || ext["maxCost"] != float64(1000) ||
+		!strings.HasPrefix(e["message"].(string), "Query cost is 10152, which exceeds the single query max cost limit (1000).") {
+		t.Errorf("error = %v", e)
+	}
+	// Refused before it runs: nothing is charged, and a query that fits runs.
+	out = post(t, shop, `{ products(first: 2) { edges { node { id variants(first: 100) { nodes { id } } } } } }`, nil)
+	cost := out["extensions"].(map[string]any)["cost"].(map[string]any)
+	if cost["requestedQueryCost"] != float64(2+2*(1+2+100)) || cost["throttleStatus"].(map[string]any)["currentlyAvailable"].(float64) < shopifytest.Bucket-20 {
+		t.Errorf("cost = %v", cost)
+	}
+}
+
+func TestNestedConnectionsPaged(t *testing.T) {
+	shop := shopifytest.Start(t, shopifytest.Options{})
+	var variants []any
+	for i := range 5 {
+		variants = append(variants, map[string]any{"id": fmt.Sprintf("gid://shopify/ProductVariant/%d", i+1), "sku": fmt.Sprint("S", i+1)})
+	}
+	shop.Put("products", map[string]any{"id": "gid://shopify/Product/1", "title": "Tee", "updatedAt": "2025-03-01T00:00:00Z",
+		"variants": map[string]any{"nodes": variants}})
+	shop.Put("products", map[string]any{"id": "gid://shopify/Product/2", "title": "Mug", "updatedAt": "2025-03-02T00:00:00Z"})
+
+	out := post(t, shop, `{ products(first: 5) { edges { node { id variants(first: 2) { nodes { sku } pageInfo { hasNextPage endCursor } } } } } }`, nil)
+	edges := out["data"].(map[string]any)["products"].(map[string]any)["edges"].([]any)
+	tee := edges[0].(map[string]any)["node"].(map[string]any)["variants"].(map[string]any)
+	pi := tee["pageInfo"].(map[string]any)
+	if n := tee["nodes"].([]any); len(n) != 2 || n[1].(map[string]any)["sku"] != "S2" || pi["hasNextPage"] != true || pi["endCursor"] == nil {
+		t.Fatalf("tee variants = %v", tee)
+	}
+	// A product without variants has an empty connection, as in Shopify.
+	mug := edges[1].(map[string]any)["node"].(map[string]any)["variants"].(map[string]any)
+	if len(mug["nodes"].([]any)) != 0 || mug["pageInfo"].(map[string]any)["hasNextPage"] != false {
+		t.Errorf("mug variants = %v", mug)
+	}
+	// Charged for what came back: 2 + (1 + 2 + 2) + (1 + 2).
+	if c := out["extensions"].(map[string]any)["cost"].(map[string]any); c["actualQueryCost"] != float64(10) || c["requestedQueryCost"] != float64(2+5*(1+2+2)) {
+		t.Errorf("cost = %v", c)
+	}
+
+	// The rest by node(id:), after the cursor, in edges form.
+	more := `query M($id: ID!, $first: Int!, $after: String) { node(id: $id) { id ... on Product { variants(first: $first, after: $after) { edges { cursor node { sku } } pageInfo { hasNextPage } } } ... on Order { name } } }`
+	out = post(t, shop, more, map[string]any{"id": "gid://shopify/Product/1", "first": 2, "after": pi["endCursor"]})
+	node := out["data"].(map[string]any)["node"].(map[string]any)
+	if _, has := node["title"]; has || node["id"] != "gid://shopify/Product/1" {
+		t.Errorf("node holds only what is selected: %v", node)
+	}
+	vs := node["variants"].(map[string]any)
+	var got []string
+	for _, e := range vs["edges"].([]any) {
+		got = append(got, e.(map[string]any)["node"].(map[string]any)["sku"].(string))
+	}
+	if strings.Join(got, ",") != "S3,S4" || vs["pageInfo"].(map[string]any)["hasNextPage"] != true {
+		t.Errorf("second page = %v", vs)
+	}
+	last := vs["edges"].([]any)[1].(map[string]any)["cursor"]
+	out = post(t, shop, more, map[string]any{"id": "gid://shopify/Product/1", "first": 2, "after": last})
+	vs = out["data"].(map[string]any)["node"].(map[string]any)["variants"].(map[string]any)
+	if len(vs["edges"].([]any)) != 1 || vs["pageInfo"].(map[string]any)["hasNextPage"] != false {
+		t.Errorf("last page = %v", vs)
+	}
+
+	for _, tc := range []struct {
+		vars map[string]any
+		want string
+	}{
+		{map[string]any{"id": "gid://shopify/Product/1", "first": 2, "after": "bogus"}, "Invalid cursor"},
+		{map[string]any{"id": "gid://shopify/Product/1", "first": 251}, "between 0 and 250"},
+		{map[string]any{"id": "gid://shopify/Product/1"}, "variable is not given"},
+	} {
+		out = post(t, shop, more, tc.vars)
+		if errs, _ := out["errors"].([]any); len(errs) != 1 || !strings.Contains(fmt.Sprint(errs[0]), tc.want) {
+			t.Errorf("%v: %v, want %q", tc.vars, out, tc.want)
+		}
+	}
+	out = post(t, shop, more, map[string]any{"id": "gid://shopify/Product/404", "first": 2})
+	if d := out["data"].(map[string]any); d["node"] != nil {
+		t.Errorf("unknown id: %v", d)
+	}
+	out = post(t, shop, `{ shop { name } `, nil)
+	if errs, _ := out["errors"].([]any); len(errs) != 1 || !strings.Contains(fmt.Sprint(errs[0]), "graphql 1:17: expected a field") {
+		t.Errorf("syntax error: %v", out)
+	}
+}
+
+func TestEnforce(t *testing.T) {
+	costly := `{ products(first: 250) { nodes { variants(first: 250) { nodes { id } } } } }` // 2 + 250 × (1 + 2 + 250)
+	status, body := shopifytest.Enforce(costly, nil, http.StatusOK, []byte(`{"data":{}}`))
+	if status != http.StatusOK || !strings.Contains(string(body), `"code":"MAX_COST_EXCEEDED","cost":63252`) {
+		t.Errorf("costly: %d %s", status, body)
+	}
+	// Answers that are not data pass through; so do mutations.
+	for _, tc := range []struct {
+		query  string
+		status int
+		body   string
+	}{
+		{`{ shop { name } }`, http.StatusServiceUnavailable, `{"errors":"Service Unavailable"}`},
+		{`{ shop { name } }`, http.StatusOK, `not json`},
+		{`mutation { productUpdate(product: {id: "1"}) { product { id } } }`, http.StatusOK, `{"data":{"productUpdate":{"product":null}}}`},
+	} {
+		if status, body := shopifytest.Enforce(tc.query, nil, tc.status, []byte(tc.body)); status != tc.status || string(body) != tc.body {
+			t.Errorf("%s: %d %s", tc.query, status, body)
+		}
+	}
+	// Nested pages of a canned answer, numbers kept exact.
+	status, body = shopifytest.Enforce(`{ products(first: 1) { nodes { id variants(first: 1) { nodes { id } } } } }`, nil, http.StatusOK,
+		[]byte(`{"data":{"products":{"nodes":[{"id":"gid://shopify/Product/788032119674292922","variants":{"nodes":[{"id":1},{"id":2}]}}]}},"extensions":{"cost":{"requestedQueryCost":5}}}`))
+	if want := `{"data":{"products":{"nodes":[{"id":"gid://shopify/Product/788032119674292922","variants":{"nodes":[{"id":1}]}}]}},"extensions":{"cost":{"requestedQueryCost":5}}}`; status != http.StatusOK || strings.TrimSpace(string(body)) != want {
+		t.Errorf("shaped:\n%s\nwant\n%s", body, want)
 	}
 }
