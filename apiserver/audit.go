@@ -46,6 +46,16 @@ func (s *Server) auditEntries(ctx context.Context, tenant string) ([]AuditEntry,
 	if err != nil {
 		return nil, err
 	}
+	// The ephemeral consumer would outlive the request by its inactive
+	// threshold (5 minutes): polling the log piled them up until JetStream's
+	// consumer limit made every read fail (found by FuzzAPIQuery).
+	defer func() {
+		if ci := cons.CachedInfo(); ci != nil {
+			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			defer cancel()
+			_ = s.js.DeleteConsumer(dctx, AuditStream, ci.Name)
+		}
+	}()
 	info, err := cons.Info(ctx)
 	if err != nil {
 		return nil, err

@@ -116,7 +116,9 @@ func (s *Server) authenticate(r *http.Request) (*Principal, *Problem) {
 		return nil, newProblem(http.StatusUnauthorized, probUnauthorized, "send an API key: Authorization: ApiKey <key> (or Bearer <key>)")
 	}
 	ip := sourceIP(r)
-	if s.opts.AdminKey != "" && subtle.ConstantTimeCompare([]byte(key), []byte(s.opts.AdminKey)) == 1 {
+	// Hashes, not the keys, are compared: ConstantTimeCompare returns at
+	// once on a length mismatch, which would tell the admin key's length.
+	if s.opts.AdminKey != "" && subtle.ConstantTimeCompare([]byte(hashKey(key)), []byte(hashKey(s.opts.AdminKey))) == 1 {
 		return &Principal{Tenant: SystemTenant, KeyID: bootstrapKeyID, Role: RoleAdmin, SourceIP: ip}, nil
 	}
 	invalid := newProblem(http.StatusUnauthorized, probUnauthorized, "invalid API key")

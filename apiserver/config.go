@@ -403,17 +403,36 @@ func (s *Server) rollback(w http.ResponseWriter, r *http.Request, p *Principal) 
 // CurrentProgram is the compiled current revision of a tenant (ErrNoConfig if
 // none), cached per revision.
 func (s *Server) CurrentProgram(ctx context.Context, tenant string) (*engine.Program, int, error) {
-	cur, _, err := s.current(ctx, tenant)
+	// Every webhook and sync event asks: decoding the revision (its files)
+	// each time was a third of a webhook's cost, so the pointer's KV
+	// revision (it changes with every write) tells whether it is needed.
+	e, err := s.st.config.Get(ctx, tenant+".current")
 	if err != nil {
-		return nil, 0, err
-	}
-	if cur.Revision == 0 {
-		return nil, 0, ErrNoConfig
+		if isNotFound(err) {
+			return nil, 0, ErrNoConfig
+		}
+		return nil, 0, fmt.Errorf("reading %s.current: %w", tenant, err)
 	}
 	s.mu.Lock()
 	c, ok := s.programs[tenant]
 	s.mu.Unlock()
+	if ok && c.kvrev == e.Revision() {
+		return c.prog, c.revision, nil
+	}
+	var cur Revision
+	if err := json.Unmarshal(e.Value(), &cur); err != nil {
+		return nil, 0, fmt.Errorf("decoding %s.current: %w", tenant, err)
+	}
+	if cur.Revision == 0 {
+		return nil, 0, ErrNoConfig
+	}
 	if ok && c.revision == cur.Revision {
+		s.mu.Lock()
+		if c2, ok := s.programs[tenant]; ok && c2.revision == cur.Revision {
+			c2.kvrev = e.Revision()
+			s.programs[tenant] = c2
+		}
+		s.mu.Unlock()
 		return c.prog, c.revision, nil
 	}
 	comp, err := s.compile(tenant, cur.Files)
@@ -422,7 +441,7 @@ func (s *Server) CurrentProgram(ctx context.Context, tenant string) (*engine.Pro
 	}
 	s.mu.Lock()
 	if c, ok := s.programs[tenant]; !ok || c.revision < cur.Revision {
-		s.programs[tenant] = cachedProgram{revision: cur.Revision, prog: comp.prog}
+		s.programs[tenant] = cachedProgram{revision: cur.Revision, prog: comp.prog, kvrev: e.Revision()}
 	}
 	s.mu.Unlock()
 	return comp.prog, cur.Revision, nil

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"time"
 
@@ -60,10 +61,14 @@ func (s *Server) testConnection(w http.ResponseWriter, r *http.Request, p *Princ
 		return newProblem(http.StatusUnprocessableEntity, probBadRequest, "connection %q: this server has no connector of type %q", name, c.Type)
 	}
 	start := time.Now()
-	conn, err := openConnection(ct, cfg, c, s.Secrets(p.Tenant))
+	sc := s.scrubbedSecrets(p.Tenant) // the check's errors may carry them
+	conn, err := openConnection(ct, cfg, c, sc.Resolve)
 	if err != nil {
-		writeJSON(w, r, http.StatusOK, connectionTestResponse{Error: err.Error(), DurationMs: time.Since(start).Milliseconds()})
+		writeJSON(w, r, http.StatusOK, connectionTestResponse{Error: sc.Err(err).Error(), DurationMs: time.Since(start).Milliseconds()})
 		return nil
+	}
+	if c, ok := conn.(io.Closer); ok {
+		defer c.Close() // a postgres pool, say
 	}
 	tester, ok := conn.(connectors.Tester)
 	if !ok {
@@ -71,7 +76,7 @@ func (s *Server) testConnection(w http.ResponseWriter, r *http.Request, p *Princ
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), connectionTestTimeout)
 	defer cancel()
-	err = tester.Test(ctx)
+	err = sc.Err(tester.Test(ctx))
 	resp := connectionTestResponse{OK: err == nil, DurationMs: time.Since(start).Milliseconds()}
 	if err != nil {
 		resp.Error = err.Error()

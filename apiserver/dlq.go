@@ -68,7 +68,8 @@ func (s *Server) replayJobs(ctx context.Context, tenant string) runtime.JobFunc 
 		if err != nil {
 			return nil, err
 		}
-		return runtime.ProgramJobs(tenant, prog, s.Secrets(tenant), strconv.Itoa(rev))(integration)
+		job, _, err := s.programJob(tenant, prog, integration, strconv.Itoa(rev))
+		return job, err
 	}
 }
 

@@ -93,6 +93,7 @@ import (
 	"time"
 
 	"github.com/ferryhq/ferry/lang"
+	"github.com/ferryhq/ferry/runtime"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
@@ -435,7 +436,7 @@ func (s *Server) openEvents(ctx context.Context) error {
 		{BucketSubscriptions, 0, &ev.subs},
 		{BucketDeliveries, o.History, &ev.deliveries},
 	} {
-		kv, err := s.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		kv, err := runtime.KeyValue(ctx, s.js, jetstream.KeyValueConfig{
 			Bucket: b.name, History: 1, TTL: b.ttl, Storage: jetstream.FileStorage, Replicas: s.opts.Replicas,
 		})
 		if err != nil {

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -21,8 +22,9 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// The run manager is the one way the server starts runs: sync events,
-// webhooks and schedules all call StartRun.
+// The run manager is the one way the server starts runs: sync events and
+// schedules call StartRun, webhooks deliver (their deliveries join an open
+// run, webhooks_batch.go).
 //
 // A started run is durable before StartRun returns: its request (tenant,
 // integration, trigger, the revision it started on, its input) is stored,
@@ -38,13 +40,14 @@ import (
 // that its owner renews while the run is in flight; another server takes a
 // request over only once its lease expired. Close releases the leases of the
 // runs it interrupts, so a restarted server resumes them at once; after a
-// crash they are taken over when the lease expires (runLease).
+// crash they are taken over when the lease expires (Options.RunLease).
 //
 // Layout (version 1):
 //
 //	KV ferry_v1_run_requests  <tenant>.<run id>                          runRequest (until the run ended)
 //	KV ferry_v1_idempotency   <tenant>.<b64url integration>.<sha256 key>  run id (24h TTL)
-//	stream FERRY_INPUTS_V1    ferry.v1.input.<tenant>.<run id>           the run's input, in chunks
+//	stream FERRY_INPUTS_V1    ferry.v1.input.<tenant>.<run id>           the run's input, in chunks:
+//	                          a JSON array of records, or positioned records (inputChunk)
 const (
 	BucketRunRequests = "ferry_v1_run_requests"
 	BucketIdempotency = "ferry_v1_idempotency"
@@ -56,8 +59,9 @@ const (
 	// DefaultMaxConcurrentRuns is Options.MaxConcurrentRuns when it is 0.
 	DefaultMaxConcurrentRuns = 4
 
-	runLease        = 30 * time.Second
-	runScanInterval = 10 * time.Second
+	// DefaultRunLease is Options.RunLease when it is 0. A lease is renewed,
+	// and every server scans for expired ones, every third of it.
+	DefaultRunLease = 30 * time.Second
 	// inputChunkBytes keeps each input message well under NATS's default
 	// 1 MiB max payload.
 	inputChunkBytes = 256 << 10
@@ -71,6 +75,9 @@ var (
 	ErrRunIDInUse          = errors.New("run id belongs to another integration")
 	ErrInvalidInput        = errors.New("invalid input")
 )
+
+// errLeaseLost stops a run on a server that no longer holds its lease.
+var errLeaseLost = errors.New("the run's lease was lost")
 
 // TriggerRequest asks StartRun for a run.
 type TriggerRequest struct {
@@ -139,6 +146,7 @@ type runManager struct {
 	inputs jetstream.Stream
 	node   string
 	sem    chan struct{}
+	lease  time.Duration // Options.RunLease
 
 	ctx    context.Context // cancelled when Close gives up waiting: runs stop, resumable
 	cancel context.CancelFunc
@@ -149,8 +157,11 @@ type runManager struct {
 	active  map[string]*activeRun // requestKey → run executing here
 	// intLocks queue the runs of one integration (tenant/integration).
 	intLocks map[string]chan struct{}
-	wg       sync.WaitGroup // executing runs
-	scanWG   sync.WaitGroup
+	// ingest collects webhook deliveries per integration (tenant/integration)
+	// into its open run (webhooks_batch.go).
+	ingest map[string]*ingestQueue
+	wg     sync.WaitGroup // executing runs
+	scanWG sync.WaitGroup
 }
 
 func newRunManager(ctx context.Context, s *Server) (*runManager, error) {
@@ -160,14 +171,17 @@ func newRunManager(ctx context.Context, s *Server) (*runManager, error) {
 		n = DefaultMaxConcurrentRuns
 	}
 	m.sem = make(chan struct{}, n)
+	if m.lease = s.opts.RunLease; m.lease <= 0 {
+		m.lease = DefaultRunLease
+	}
 	var err error
-	if m.reqs, err = s.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+	if m.reqs, err = runtime.KeyValue(ctx, s.js, jetstream.KeyValueConfig{
 		Bucket: BucketRunRequests, History: 1, Storage: jetstream.FileStorage, Replicas: s.opts.Replicas,
 		Description: "ferry: started runs until they ended (resumed after a restart)",
 	}); err != nil {
 		return nil, fmt.Errorf("apiserver: creating bucket %s: %w", BucketRunRequests, err)
 	}
-	if m.idem, err = s.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+	if m.idem, err = runtime.KeyValue(ctx, s.js, jetstream.KeyValueConfig{
 		Bucket: BucketIdempotency, History: 1, Storage: jetstream.FileStorage, Replicas: s.opts.Replicas,
 		TTL: IdempotencyTTL, Description: "ferry: Idempotency-Key → run id",
 	}); err != nil {
@@ -180,6 +194,12 @@ func newRunManager(ctx context.Context, s *Server) (*runManager, error) {
 		Storage:     jetstream.FileStorage,
 		Retention:   jetstream.LimitsPolicy,
 		Replicas:    s.opts.Replicas,
+		// Runs read their input by sequence: a direct get returns the raw
+		// message, not base64 in JSON (a tenth of a webhook's cost). On a
+		// cluster any replica answers a direct get, and a follower may not
+		// have the input stored a moment ago yet: there the leader answers
+		// (see runtime.KeyValue).
+		AllowDirect: s.opts.Replicas <= 1,
 	}); err != nil {
 		return nil, fmt.Errorf("apiserver: creating stream %s: %w", InputStream, err)
 	}
@@ -187,12 +207,12 @@ func newRunManager(ctx context.Context, s *Server) (*runManager, error) {
 	return m, nil
 }
 
-// start resumes the runs found unfinished, now and every runScanInterval.
+// start resumes the runs found unfinished, now and every third of the lease.
 func (m *runManager) start() {
 	m.scanWG.Add(1)
 	go func() {
 		defer m.scanWG.Done()
-		t := time.NewTicker(runScanInterval)
+		t := time.NewTicker(m.lease / 3)
 		defer t.Stop()
 		for {
 			m.scan()
@@ -280,7 +300,7 @@ func (s *Server) StartRun(ctx context.Context, req TriggerRequest) (string, erro
 	var idemKey string
 	if req.IdempotencyKey != "" {
 		idemKey = idempotencyKey(req.Tenant, req.Integration, req.IdempotencyKey)
-		if id, err := m.claimIdempotencyKey(ctx, req.Tenant, req.Integration, idemKey, runID); err != nil || id != runID {
+		if id, created, err := m.claimIdempotencyKey(ctx, req.Tenant, req.Integration, idemKey, runID); err != nil || !created {
 			return id, err // the run this key started
 		}
 	}
@@ -294,10 +314,10 @@ func (s *Server) StartRun(ctx context.Context, req TriggerRequest) (string, erro
 		}
 	}
 	rr := runRequest{RunID: runID, Tenant: req.Tenant, Integration: req.Integration, Trigger: req.Trigger,
-		Revision: rev, Queued: s.now().UTC(), Owner: m.node, LeaseUntil: time.Now().Add(runLease)}
+		Revision: rev, Queued: s.now().UTC(), Owner: m.node, LeaseUntil: time.Now().Add(m.lease)}
 	if req.Input != nil {
 		rr.HasInput, rr.InputRecords = true, len(req.Input)
-		if rr.InputSeqs, err = m.storeInput(ctx, req.Tenant, runID, req.Input); err != nil {
+		if rr.InputSeqs, err = m.storeInput(ctx, req.Tenant, runID, req.Input, nil); err != nil {
 			undo()
 			return "", err
 		}
@@ -312,26 +332,27 @@ func (s *Server) StartRun(ctx context.Context, req TriggerRequest) (string, erro
 		return "", fmt.Errorf("storing run %s: %w", runID, err)
 	}
 	launched = true
-	m.launch(rr, prog)
+	m.launch(rr, prog, nil)
 	return runID, nil
 }
 
 // claimIdempotencyKey stores key → runID unless the key is stored already;
-// it returns the run id the key stands for. A key whose run was never stored
-// (its StartRun died between the key and the request) is taken over.
-func (m *runManager) claimIdempotencyKey(ctx context.Context, tenant, integration, key, runID string) (string, error) {
+// it returns the run id the key stands for, and created when it is runID by
+// this call. A key whose run was never stored (its StartRun died between the
+// key and the request) is taken over.
+func (m *runManager) claimIdempotencyKey(ctx context.Context, tenant, integration, key, runID string) (string, bool, error) {
 	for range 3 {
 		if _, err := m.idem.Create(ctx, key, []byte(runID)); err == nil {
-			return runID, nil
+			return runID, true, nil
 		} else if !errors.Is(err, jetstream.ErrKeyExists) {
-			return "", fmt.Errorf("storing the idempotency key: %w", err)
+			return "", false, fmt.Errorf("storing the idempotency key: %w", err)
 		}
 		e, err := m.idem.Get(ctx, key)
 		if errors.Is(err, jetstream.ErrKeyNotFound) {
 			continue // expired meanwhile
 		}
 		if err != nil {
-			return "", fmt.Errorf("reading the idempotency key: %w", err)
+			return "", false, fmt.Errorf("reading the idempotency key: %w", err)
 		}
 		id := string(e.Value())
 		// The request is stored right after the key; give a concurrent
@@ -341,22 +362,22 @@ func (m *runManager) claimIdempotencyKey(ctx context.Context, tenant, integratio
 				if errors.Is(err, ErrRunIDInUse) {
 					err = nil
 				}
-				return id, err
+				return id, false, err
 			}
 			if i == 20 || time.Since(e.Created()) > time.Minute {
 				break
 			}
 			select {
 			case <-ctx.Done():
-				return "", ctx.Err()
+				return "", false, ctx.Err()
 			case <-time.After(100 * time.Millisecond):
 			}
 		}
 		if _, err := m.idem.Update(ctx, key, []byte(runID), e.Revision()); err == nil {
-			return runID, nil
+			return runID, true, nil
 		}
 	}
-	return "", fmt.Errorf("storing the idempotency key: too many concurrent triggers")
+	return "", false, fmt.Errorf("storing the idempotency key: too many concurrent triggers")
 }
 
 // existing looks for a run with a caller-chosen id: done is true when it
@@ -384,13 +405,31 @@ func (m *runManager) existing(ctx context.Context, tenant, integration, runID st
 	return runID, true, nil
 }
 
-// storeInput publishes the records in chunks of about inputChunkBytes (a JSON
-// array each) and returns the messages' sequence numbers.
-func (m *runManager) storeInput(ctx context.Context, tenant, runID string, recs []json.RawMessage) ([]uint64, error) {
+// An input message is a JSON array of records (positioned input[i]) or,
+// with the records' positions (webhook deliveries: which delivery each
+// record came from), 'P' then per record its uvarint-prefixed position and
+// JSON: the records are valid already, and re-scanning their JSON to
+// encode and split it was a tenth of a webhook's cost.
+type inputChunk struct {
+	Positions []string
+	Records   []json.RawMessage
+}
+
+// storeInput publishes the records in chunks of about inputChunkBytes and
+// returns the messages' sequence numbers. positions, when not nil, are the
+// records' positions (one each).
+func (m *runManager) storeInput(ctx context.Context, tenant, runID string, recs []json.RawMessage, positions []string) ([]uint64, error) {
 	var seqs []uint64
 	subject := inputSubject + tenant + "." + runID
+	done := 0 // records stored
 	flush := func(chunk []json.RawMessage) error {
-		b, _ := json.Marshal(chunk)
+		var b []byte
+		if positions != nil {
+			b = encodeInputChunk(positions[done:done+len(chunk)], chunk)
+		} else {
+			b, _ = json.Marshal(chunk)
+		}
+		done += len(chunk)
 		ack, err := m.s.js.Publish(ctx, subject, b)
 		if err != nil {
 			return fmt.Errorf("storing the input of run %s: %w", runID, err)
@@ -426,15 +465,68 @@ func (m *runManager) loadInput(ctx context.Context, rr runRequest) ([]connectors
 		if err != nil {
 			return nil, fmt.Errorf("reading the input of run %s (message %d): %w", rr.RunID, seq, err)
 		}
-		var chunk []json.RawMessage
-		if err := json.Unmarshal(msg.Data, &chunk); err != nil {
-			return nil, fmt.Errorf("decoding the input of run %s: %w", rr.RunID, err)
+		chunk, err := decodeInputChunk(msg.Data)
+		if err != nil {
+			return nil, fmt.Errorf("decoding the input of run %s (message %d): %w", rr.RunID, seq, err)
 		}
-		for _, r := range chunk {
-			out = append(out, connectors.Record{Raw: r, Position: "input[" + strconv.Itoa(len(out)) + "]"})
+		for i, r := range chunk.Records {
+			pos := "input[" + strconv.Itoa(len(out)) + "]"
+			if chunk.Positions != nil {
+				pos = chunk.Positions[i]
+			}
+			out = append(out, connectors.Record{Raw: r, Position: pos})
 		}
 	}
 	return out, nil
+}
+
+func encodeInputChunk(positions []string, recs []json.RawMessage) []byte {
+	n := 1
+	for i, r := range recs {
+		n += len(positions[i]) + len(r) + 2*binary.MaxVarintLen32
+	}
+	b := make([]byte, 1, n)
+	b[0] = 'P'
+	for i, r := range recs {
+		b = binary.AppendUvarint(b, uint64(len(positions[i])))
+		b = append(b, positions[i]...)
+		b = binary.AppendUvarint(b, uint64(len(r)))
+		b = append(b, r...)
+	}
+	return b
+}
+
+// decodeInputChunk reads an input message; positions are nil for a JSON
+// array. The records share data's memory.
+func decodeInputChunk(data []byte) (inputChunk, error) {
+	var c inputChunk
+	if len(data) == 0 || data[0] != 'P' {
+		err := json.Unmarshal(data, &c.Records)
+		return c, err
+	}
+	b := data[1:]
+	next := func() ([]byte, error) {
+		n, w := binary.Uvarint(b)
+		if w <= 0 || uint64(len(b)-w) < n {
+			return nil, fmt.Errorf("malformed input message at byte %d", len(data)-len(b))
+		}
+		v := b[w : w+int(n)]
+		b = b[w+int(n):]
+		return v, nil
+	}
+	for len(b) > 0 {
+		p, err := next()
+		if err != nil {
+			return c, err
+		}
+		r, err := next()
+		if err != nil {
+			return c, err
+		}
+		c.Positions = append(c.Positions, string(p))
+		c.Records = append(c.Records, r)
+	}
+	return c, nil
 }
 
 func (m *runManager) purgeInput(ctx context.Context, tenant, runID string) {
@@ -444,8 +536,9 @@ func (m *runManager) purgeInput(ctx context.Context, tenant, runID string) {
 }
 
 // launch executes a registered (enter) run asynchronously. prog is the
-// compiled program of rr.Revision, nil to compile it.
-func (m *runManager) launch(rr runRequest, prog *engine.Program) {
+// compiled program of rr.Revision, nil to compile it; open is set for a run
+// that takes webhook deliveries until it is sealed (webhooks_batch.go).
+func (m *runManager) launch(rr runRequest, prog *engine.Program, open *openRun) {
 	key := requestKey(rr.Tenant, rr.RunID)
 	ar := &activeRun{done: make(chan struct{})}
 	m.mu.Lock()
@@ -459,7 +552,7 @@ func (m *runManager) launch(rr runRequest, prog *engine.Program) {
 			m.mu.Unlock()
 			close(ar.done)
 		}()
-		m.execute(rr, prog)
+		m.execute(rr, prog, open)
 	}()
 }
 
@@ -487,13 +580,24 @@ func (m *runManager) doneChan(tenant, runID string) <-chan struct{} {
 	return nil
 }
 
-func (m *runManager) execute(rr runRequest, prog *engine.Program) {
+func (m *runManager) execute(rr runRequest, prog *engine.Program, open *openRun) {
 	log := m.s.log.With("tenant", rr.Tenant, "integration", rr.Integration, "run", rr.RunID)
 	key := requestKey(rr.Tenant, rr.RunID)
-	stopLease := m.keepLease(key)
+	runCtx, loseLease := context.WithCancelCause(m.ctx)
+	defer loseLease(nil)
+	stopLease := m.keepLease(key, loseLease)
 	defer stopLease()
 
+	// An open run takes deliveries until it is sealed, which must happen
+	// before it reads its input, is failed, or is released to another
+	// server: each of them would miss what joined later.
+	seal := func() {
+		if open != nil {
+			rr, open = open.seal(), nil
+		}
+	}
 	interrupted := func() {
+		seal()
 		stopLease()
 		m.release(key)
 	}
@@ -504,14 +608,15 @@ func (m *runManager) execute(rr runRequest, prog *engine.Program) {
 				interrupted()
 				return
 			}
+			seal()
 			m.fail(rr, fmt.Errorf("compiling revision %d: %w", rr.Revision, err))
 			return
 		}
 	}
-	secrets := m.s.Secrets(rr.Tenant)
 	revision := strconv.Itoa(rr.Revision)
-	job, err := runtime.ProgramJob(rr.Tenant, prog, rr.Integration, secrets, revision)
+	job, secrets, err := m.s.programJob(rr.Tenant, prog, rr.Integration, revision) // errors scrubbed of secret values
 	if err != nil {
+		seal()
 		m.fail(rr, err)
 		return
 	}
@@ -520,7 +625,8 @@ func (m *runManager) execute(rr runRequest, prog *engine.Program) {
 		// nor moved.
 		job.CursorField = ""
 		job.OpenSource = func(ctx context.Context) (connectors.Source, error) {
-			recs, err := m.loadInput(ctx, rr)
+			recs, err := m.loadInput(ctx, rr) // rr as sealed: called after seal
+
 			if err != nil {
 				return nil, err
 			}
@@ -549,11 +655,15 @@ func (m *runManager) execute(rr runRequest, prog *engine.Program) {
 	}
 	defer func() { <-m.sem }()
 
+	seal()
 	log.Info("run starting", "trigger", rr.Trigger, "revision", rr.Revision)
 	m.emit(rr, EventRunStarted, map[string]any{"runId": rr.RunID, "trigger": rr.Trigger, "revision": rr.Revision})
-	res, err := m.s.rt.RunJob(m.ctx, job, runtime.RunOptions{Trigger: rr.Trigger, Secrets: secrets, Revision: revision, RunID: rr.RunID})
+	res, err := m.s.rt.RunJob(runCtx, job, runtime.RunOptions{Trigger: rr.Trigger, Secrets: secrets, Revision: revision, RunID: rr.RunID})
 	stopLease()
 	switch {
+	case err != nil && errors.Is(context.Cause(runCtx), errLeaseLost):
+		// Not released: the lease is (or may be) another server's.
+		log.Warn("run stopped here; another server resumes it", "error", context.Cause(runCtx))
 	case err == nil:
 		log.Info("run ended", "status", res.Status, "total", res.Counts.Total, "success", res.Counts.Success,
 			"failed", res.Counts.Failed, "skipped", res.Counts.Skipped)
@@ -659,30 +769,47 @@ func (m *runManager) release(key string) {
 }
 
 // keepLease renews the lease of a run executing here until stop is called.
-func (m *runManager) keepLease(key string) (stop func()) {
+//
+// A run must execute on one server at a time, so the run stops here (lost
+// is called with errLeaseLost) once another server owns the request, or
+// when renewing failed for two thirds of the lease: by then another server
+// may find it expired and take it over.
+func (m *runManager) keepLease(key string, lost context.CancelCauseFunc) (stop func()) {
 	quit := make(chan struct{})
 	var once sync.Once
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		t := time.NewTicker(runLease / 3)
+		// The lease was taken (StartRun, takeOver) a moment before this.
+		renewed := time.Now()
+		t := time.NewTicker(m.lease / 3)
 		defer t.Stop()
 		for {
 			select {
 			case <-quit:
 				return
 			case <-t.C:
-				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				ctx, cancel := context.WithTimeout(context.Background(), min(5*time.Second, m.lease/3))
+				owner, at := m.node, time.Now()
 				err := m.update(ctx, key, func(r *runRequest) bool {
-					if r.Owner != m.node {
+					if owner = r.Owner; owner != m.node {
 						return false
 					}
-					r.LeaseUntil = time.Now().Add(runLease)
+					r.LeaseUntil = at.Add(m.lease)
 					return true
 				})
 				cancel()
-				if err != nil {
+				switch {
+				case err == nil && owner != m.node:
+					lost(fmt.Errorf("%w: server %q took %s over", errLeaseLost, owner, key))
+					return
+				case err == nil:
+					renewed = at
+				case time.Since(renewed) > m.lease*2/3:
+					lost(fmt.Errorf("%w: not renewed for %s (%v)", errLeaseLost, time.Since(renewed).Round(time.Millisecond), err))
+					return
+				default:
 					m.s.log.Warn("renewing a run's lease", "key", key, "error", err)
 				}
 			}
@@ -720,7 +847,12 @@ func (m *runManager) update(ctx context.Context, key string, fn func(*runRequest
 func (m *runManager) scan() {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	keys, err := keysOf(ctx, m.reqs, ">")
+	// A listing whose watcher landed on a NATS node that just stopped waits
+	// until its context ends: give up soon and list again at the next scan,
+	// so a dead server's runs are not held up for long.
+	lctx, lcancel := context.WithTimeout(ctx, max(m.lease, 5*time.Second))
+	keys, err := keysOf(lctx, m.reqs, ">")
+	lcancel()
 	if err != nil {
 		if !errors.Is(err, jetstream.ErrNoKeysFound) {
 			m.s.log.Warn("scanning for runs to resume", "error", err)
@@ -759,14 +891,14 @@ func (m *runManager) takeOver(ctx context.Context, key string) {
 	if !m.enter() {
 		return
 	}
-	rr.Owner, rr.LeaseUntil = m.node, time.Now().Add(runLease)
+	rr.Owner, rr.LeaseUntil = m.node, time.Now().Add(m.lease)
 	b, _ := json.Marshal(rr)
 	if _, err := m.reqs.Update(ctx, key, b, rev); err != nil {
 		m.wg.Done() // another server was quicker
 		return
 	}
 	m.s.log.Info("resuming run", "tenant", rr.Tenant, "integration", rr.Integration, "run", rr.RunID, "revision", rr.Revision)
-	m.launch(rr, nil)
+	m.launch(rr, nil, nil)
 }
 
 // Close stops starting runs (StartRun returns ErrShuttingDown), waits for the
@@ -829,7 +961,9 @@ func (s *Server) runState(ctx context.Context, tenant, runID string) (*runtime.R
 		return nil, gerr
 	}
 	if !found {
-		return nil, err
+		// The run is created before its request is removed: it may have
+		// started and ended between the two reads (a small run does).
+		return s.rt.Runs().Get(ctx, tenant, runID)
 	}
 	return rr.asRun(), nil
 }

@@ -20,6 +20,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -46,6 +47,15 @@ type Options struct {
 	MasterKey []byte
 	// MaxBodyBytes limits request bodies (default DefaultMaxBodyBytes).
 	MaxBodyBytes int64
+	// RateLimit is the sustained requests per second each API key may send
+	// (0: DefaultRateLimit; negative: unlimited), RateBurst how many may come
+	// at once (0: DefaultRateBurst); beyond them, 429 with Retry-After.
+	// WebhookRateLimit and WebhookRateBurst are the same per webhook (tenant
+	// and integration), defaults DefaultWebhookRateLimit and -Burst.
+	RateLimit        float64
+	RateBurst        int
+	WebhookRateLimit float64
+	WebhookRateBurst int
 	// Replicas of the server's buckets and stream on a NATS cluster (default 1).
 	Replicas int
 	// Logger receives request and error logs (default: discard).
@@ -57,6 +67,11 @@ type Options struct {
 	// MaxConcurrentRuns bounds the runs this server executes at once; others
 	// wait, queued (default DefaultMaxConcurrentRuns).
 	MaxConcurrentRuns int
+	// RunLease is how long a run's lease outlives its owner's last renewal
+	// (default DefaultRunLease): after a server crashed, another one resumes
+	// its runs within about RunLease and a third. Shorter takes over sooner
+	// but risks taking over from a server that is only slow to reach NATS.
+	RunLease time.Duration
 	// FilesDir is where connectors resolve a tenant's relative paths (a file
 	// connection's path = "data"): FilesDir/<tenant>. Default: the system's
 	// temporary directory. TenantDirs overrides it per tenant (ferry serve
@@ -102,6 +117,9 @@ type Server struct {
 	runs   *runManager      // StartRun, Close
 	sched  *scheduleRuntime // schedules_runtime.go: fires schedules; stops with Close
 
+	// Token buckets per API key and per webhook (ratelimit.go); nil when off.
+	keyLimiter, webhookLimiter *rateLimiter
+
 	mu       sync.Mutex
 	programs map[string]cachedProgram // tenant → compiled current revision
 
@@ -111,6 +129,9 @@ type Server struct {
 type cachedProgram struct {
 	revision int
 	prog     *engine.Program
+	// kvrev is the KV revision of the tenant's current pointer it was read
+	// from (0: unknown), so CurrentProgram need not decode it again.
+	kvrev uint64
 }
 
 // New creates the server's buckets and stream (idempotently) and its handler.
@@ -123,6 +144,9 @@ func New(rt *runtime.Runtime, opts Options) (*Server, error) {
 	}
 	if opts.AdminKey != "" && len(opts.AdminKey) < 24 {
 		return nil, errors.New("apiserver: the admin key must be at least 24 characters; generate one with `openssl rand -base64 32`")
+	}
+	if math.IsNaN(opts.RateLimit) || math.IsNaN(opts.WebhookRateLimit) {
+		return nil, errors.New("apiserver: a rate limit is NaN; give requests per second, or -1 for unlimited")
 	}
 	if opts.MaxBodyBytes <= 0 {
 		opts.MaxBodyBytes = DefaultMaxBodyBytes
@@ -157,6 +181,10 @@ func New(rt *runtime.Runtime, opts Options) (*Server, error) {
 	if s.runs, err = newRunManager(ctx, s); err != nil {
 		return nil, err
 	}
+	// Real time, not opts.Now: buckets refill with the wall clock even when a
+	// test freezes the server's business clock.
+	s.keyLimiter = newRateLimiter(opts.RateLimit, opts.RateBurst, DefaultRateLimit, DefaultRateBurst, time.Now)
+	s.webhookLimiter = newRateLimiter(opts.WebhookRateLimit, opts.WebhookRateBurst, DefaultWebhookRateLimit, DefaultWebhookRateBurst, time.Now)
 	s.met = newHTTPMetrics()
 	s.met.reg.MustRegister(rt.Collectors()...) // records, runs, retries, DLQ depth, pending work
 	s.routes = s.routeTable()
@@ -216,6 +244,18 @@ func (s *Server) wrap(rt Route) http.Handler {
 				writeProblem(w, newProblem(http.StatusInternalServerError, probInternal, "internal error"))
 			}
 		}()
+		// A body announced over the limit is refused before anything reads
+		// it, authentication included; a chunked one is cut off at the limit
+		// whoever reads it (413 from decodeJSON and the webhook reader).
+		// Public routes that take a body (webhooks) check first what they
+		// must (a wrong token is 401 whatever the body), then their limit.
+		if r.ContentLength > s.opts.MaxBodyBytes && (rt.Roles != nil || rt.Request == nil) {
+			writeProblem(w, newProblem(http.StatusRequestEntityTooLarge, probTooLarge, "the body is larger than the limit of %d bytes", s.opts.MaxBodyBytes))
+			return
+		}
+		if r.Body != nil && r.Body != http.NoBody { // handlers tell "no body" by NoBody
+			r.Body = http.MaxBytesReader(w, r.Body, s.opts.MaxBodyBytes)
+		}
 		var p *Principal
 		if len(rt.Roles) > 0 {
 			var prob *Problem
@@ -227,10 +267,15 @@ func (s *Server) wrap(rt Route) http.Handler {
 				writeProblem(w, prob)
 				return
 			}
+			if s.rateLimited(w, rt, r, p) {
+				return
+			}
 			if !slices.Contains(rt.Roles, p.Role) {
 				writeProblem(w, newProblem(http.StatusForbidden, probForbidden, "a %s key may not %s %s; this needs one of: %s", p.Role, rt.Method, rt.Pattern, joinRoles(rt.Roles)))
 				return
 			}
+		} else if s.rateLimited(w, rt, r, nil) {
+			return
 		}
 		if err := rt.Handle(w, r, p); err != nil {
 			var prob *Problem

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"regexp"
 
+	"github.com/ferryhq/ferry/runtime"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -55,7 +56,7 @@ func openStore(ctx context.Context, js jetstream.JetStream, replicas int) (*stor
 		{BucketSecrets, 1, &st.secrets},
 		{BucketState, 1, &st.state},
 	} {
-		kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		kv, err := runtime.KeyValue(ctx, js, jetstream.KeyValueConfig{
 			Bucket:   b.name,
 			History:  b.history,
 			Storage:  jetstream.FileStorage,

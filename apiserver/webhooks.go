@@ -32,12 +32,21 @@ import (
 //     4xx would only make the sender retry, and Shopify removes
 //     subscriptions that keep failing;
 //  5. the records are extracted (422 when the body does not hold them);
-//  6. StartRun stores the run and its input durably (JetStream acks) and
-//     answers 202 with the run id. A delivery id (X-Shopify-Event-Id, ...) is
-//     the run's idempotency key: a repeated delivery starts nothing and gets
-//     200 {"duplicate": true, "runId": <the first run>}.
+//  6. the delivery joins the integration's open run: the run started for
+//     earlier deliveries that has not begun executing (group commit,
+//     webhooks_batch.go), or a new one. Its records are stored durably with
+//     the deliveries that arrived meanwhile, in one write (JetStream acks),
+//     before the 202 that carries the run id; a crash after a 202 loses
+//     nothing, the run resumes with all of them. Each record's position
+//     names its delivery (webhook:<delivery id>[i]). A delivery id
+//     (X-Shopify-Event-Id, ...) is claimed once per integration: a repeated
+//     delivery stores nothing and gets 200 {"duplicate": true, "runId":
+//     <the run the first one joined>}.
 //
-// Nothing is enqueued on any error; no hostile input yields a 500.
+// So one run holds many deliveries (its counts are theirs together), and an
+// integration has at most one run executing and one filling, however fast
+// deliveries arrive. Nothing is enqueued on any error; no hostile input
+// yields a 500.
 
 // WebhookMaxBodyBytes bounds a webhook body (and Options.MaxBodyBytes, when
 // smaller, bounds it further).
@@ -121,7 +130,7 @@ func (wh *webhooks) post(w http.ResponseWriter, r *http.Request, _ *Principal) e
 	tenant, name := r.PathValue("tenant"), r.PathValue("integration")
 	ctx := r.Context()
 
-	ep, rev, err := wh.endpoint(ctx, tenant, name)
+	ep, prog, rev, err := wh.endpoint(ctx, tenant, name)
 	if err != nil {
 		if errors.Is(err, errUnknownWebhook) {
 			wh.count(whNotFound, "")
@@ -180,14 +189,7 @@ func (wh *webhooks) post(w http.ResponseWriter, r *http.Request, _ *Principal) e
 		return newProblem(http.StatusUnprocessableEntity, probInvalidInput, "%s", err.Error())
 	}
 
-	req := TriggerRequest{Tenant: tenant, Integration: name, Trigger: "webhook", Input: recs}
-	if id := ep.DeliveryID(r); id != "" {
-		// Namespaced, so a delivery id never meets a sync event's
-		// Idempotency-Key; our own run id tells a repeated delivery apart.
-		req.IdempotencyKey = "webhook:" + id
-		req.RunID = newRunID(s.now())
-	}
-	runID, err := s.StartRun(ctx, req)
+	runID, duplicate, err := s.runs.deliver(ctx, tenant, name, rev, prog, ep.DeliveryID(r), recs)
 	if err != nil {
 		if errors.Is(err, ErrUnknownIntegration) || errors.Is(err, ErrNoConfig) {
 			wh.count(whNotFound, "") // removed by an apply just now
@@ -207,7 +209,7 @@ func (wh *webhooks) post(w http.ResponseWriter, r *http.Request, _ *Principal) e
 		return newProblem(http.StatusServiceUnavailable, probUnavailable, "the delivery could not be stored; retry")
 	}
 	w.Header().Set("Location", "/v1/runs/"+runID)
-	if req.RunID != "" && runID != req.RunID {
+	if duplicate {
 		wh.count(whDuplicate, tenant)
 		writeJSON(w, r, http.StatusOK, webhookResponse{RunID: runID, Records: len(recs), Duplicate: true, Topic: topic})
 		return nil
@@ -248,31 +250,31 @@ var (
 	errWebhookConfig = errors.New("webhook cannot verify deliveries")
 )
 
-// endpoint is the webhook of tenant's integration in the current revision,
-// its secrets resolved; errUnknownWebhook when the tenant, the integration
-// or its webhook block does not exist. Built endpoints are reused for
-// webhookEndpointTTL within one revision.
-func (wh *webhooks) endpoint(ctx context.Context, tenant, name string) (*webhook.Endpoint, int, error) {
+// endpoint is the webhook of tenant's integration in the current revision
+// (prog, rev), its secrets resolved; errUnknownWebhook when the tenant, the
+// integration or its webhook block does not exist. Built endpoints are
+// reused for webhookEndpointTTL within one revision.
+func (wh *webhooks) endpoint(ctx context.Context, tenant, name string) (*webhook.Endpoint, *engine.Program, int, error) {
 	if !tenantNameRe.MatchString(tenant) || !nameRe.MatchString(name) {
-		return nil, 0, errUnknownWebhook
+		return nil, nil, 0, errUnknownWebhook
 	}
 	prog, rev, err := wh.s.CurrentProgram(ctx, tenant)
 	if err != nil {
 		if errors.Is(err, ErrNoConfig) {
-			return nil, 0, errUnknownWebhook
+			return nil, nil, 0, errUnknownWebhook
 		}
-		return nil, 0, err
+		return nil, nil, 0, err
 	}
 	in := prog.Config.Integrations[name]
 	if in == nil || in.Webhook == nil {
-		return nil, rev, errUnknownWebhook
+		return nil, nil, rev, errUnknownWebhook
 	}
 	key := tenant + "\x00" + name
 	wh.mu.Lock()
 	e, ok := wh.endpoints[key]
 	wh.mu.Unlock()
 	if ok && e.revision == rev && time.Since(e.built) < webhookEndpointTTL {
-		return e.ep, rev, e.err
+		return e.ep, prog, rev, e.err
 	}
 	ep, err := wh.build(tenant, prog, in)
 	if err != nil {
@@ -285,7 +287,7 @@ func (wh *webhooks) endpoint(ctx context.Context, tenant, name string) (*webhook
 		wh.endpoints[key] = endpointEntry{revision: rev, built: time.Now(), ep: ep, err: err}
 	}
 	wh.mu.Unlock()
-	return ep, rev, err
+	return ep, prog, rev, err
 }
 
 // build resolves the webhook block's secrets and builds its endpoint. A

@@ -10,12 +10,14 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -38,6 +40,9 @@ type serveOptions struct {
 	dev       string
 	devTenant string // the tenant of --dev DIR, whose relative paths resolve in DIR
 	maxBody   int64
+	// Rate limits (0: FERRY_RATE_LIMIT etc., else the server's defaults).
+	rateLimit, webhookRateLimit float64
+	rateBurst, webhookRateBurst int
 }
 
 func (o *serveOptions) declare(fs *flag.FlagSet) {
@@ -49,8 +54,13 @@ func (o *serveOptions) declare(fs *flag.FlagSet) {
 	fs.StringVar(&o.conn.tls.CertFile, "tls-cert", "", "client certificate for mutual TLS with the external NATS (with --tls-key)")
 	fs.StringVar(&o.conn.tls.KeyFile, "tls-key", "", "client key for --tls-cert")
 	o.conn.declareSync(fs)
+	o.conn.declareReplicas(fs)
 	fs.StringVar(&o.dev, "dev", "", "development mode: create the tenant of the configuration in `DIR`, apply DIR, print an API key")
 	fs.Int64Var(&o.maxBody, "max-body", 0, "request body limit in bytes (default 8 MiB)")
+	fs.Float64Var(&o.rateLimit, "rate-limit", 0, fmt.Sprintf("requests per second each API key may send, beyond its burst; -1: unlimited (env FERRY_RATE_LIMIT; default %d)", apiserver.DefaultRateLimit))
+	fs.IntVar(&o.rateBurst, "rate-burst", 0, fmt.Sprintf("requests each API key may send at once (env FERRY_RATE_BURST; default %d)", apiserver.DefaultRateBurst))
+	fs.Float64Var(&o.webhookRateLimit, "webhook-rate-limit", 0, fmt.Sprintf("requests per second each webhook (tenant and integration) may receive, beyond its burst; -1: unlimited (env FERRY_WEBHOOK_RATE_LIMIT; default %d)", apiserver.DefaultWebhookRateLimit))
+	fs.IntVar(&o.webhookRateBurst, "webhook-rate-burst", 0, fmt.Sprintf("requests each webhook may receive at once (env FERRY_WEBHOOK_RATE_BURST; default %d)", apiserver.DefaultWebhookRateBurst))
 }
 
 func init() {
@@ -149,6 +159,9 @@ func startServer(ctx context.Context, c *ctx, o *serveOptions) (*ferryServer, er
 		return nil, fmt.Errorf("create the data directory: %w", err)
 	}
 	adminKey := os.Getenv("FERRY_ADMIN_KEY")
+	if err := o.rateLimitsFromEnv(); err != nil {
+		return nil, err
+	}
 	// Listen before opening the runtime: a busy port fails fast, without
 	// starting the embedded NATS.
 	ln, err := net.Listen("tcp", o.listen)
@@ -178,8 +191,10 @@ func startServer(ctx context.Context, c *ctx, o *serveOptions) (*ferryServer, er
 	// A tenant's relative connector paths (file path = "data") resolve in
 	// DATA_DIR/files/<tenant>; with --dev DIR, its tenant's resolve in DIR, as
 	// they do for ferry run.
-	opts := apiserver.Options{AdminKey: adminKey, MasterKey: master, MaxBodyBytes: o.maxBody, Logger: log,
-		FilesDir: filepath.Join(o.conn.dataDir, "files")}
+	replicas, _ := o.conn.resolvedReplicas() // checked when the runtime opened
+	opts := apiserver.Options{AdminKey: adminKey, MasterKey: master, MaxBodyBytes: o.maxBody, Logger: log, Replicas: replicas,
+		FilesDir:  filepath.Join(o.conn.dataDir, "files"),
+		RateLimit: o.rateLimit, RateBurst: o.rateBurst, WebhookRateLimit: o.webhookRateLimit, WebhookRateBurst: o.webhookRateBurst}
 	if o.devTenant != "" {
 		abs, err := filepath.Abs(o.dev)
 		if err != nil {
@@ -202,21 +217,78 @@ func startServer(ctx context.Context, c *ctx, o *serveOptions) (*ferryServer, er
 		opts: o, log: log, rt: rt, api: api, dataDir: o.conn.dataDir,
 		url:  "http://" + clientAddr(ln.Addr()),
 		done: make(chan error, 1),
-		http: &http.Server{
-			Handler:           api.Handler(),
-			ReadHeaderTimeout: 10 * time.Second,
-			ReadTimeout:       2 * time.Minute,
-			WriteTimeout:      2 * time.Minute,
-			IdleTimeout:       2 * time.Minute,
-			MaxHeaderBytes:    1 << 20,
-			ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-		},
+		http: newHTTPServer(api.Handler(), log, defaultHTTPLimits),
 	}
 	s.ln = ln
 	if adminKey == "" {
 		log.Info("FERRY_ADMIN_KEY is not set: the admin routes (tenants, other tenants' keys) are unreachable")
 	}
 	return s, nil
+}
+
+// httpLimits bound what one client may hold of the server: a connection
+// that sends its headers (slowloris) or its body slowly, or reads its answer
+// slowly, is cut off; so is an idle keep-alive connection.
+type httpLimits struct {
+	readHeader, read, write, idle time.Duration
+	maxHeaderBytes                int
+}
+
+var defaultHTTPLimits = httpLimits{
+	readHeader: 10 * time.Second,
+	// A body at the 8 MiB limit needs ~70 KB/s to arrive in time.
+	read: 2 * time.Minute,
+	// The longest answer waits for a run: a sync event's wait is at most
+	// apiserver.MaxSyncWait; a shorter write timeout would drop it unanswered.
+	write:          apiserver.MaxSyncWait + time.Minute,
+	idle:           2 * time.Minute,
+	maxHeaderBytes: 64 << 10, // an API key and a few headers need ~1 KB
+}
+
+func newHTTPServer(h http.Handler, log *slog.Logger, l httpLimits) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: l.readHeader,
+		ReadTimeout:       l.read,
+		WriteTimeout:      l.write,
+		IdleTimeout:       l.idle,
+		MaxHeaderBytes:    l.maxHeaderBytes,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+}
+
+// rateLimitsFromEnv fills the rate limits not given as flags from
+// FERRY_RATE_LIMIT, FERRY_RATE_BURST, FERRY_WEBHOOK_RATE_LIMIT and
+// FERRY_WEBHOOK_RATE_BURST.
+func (o *serveOptions) rateLimitsFromEnv() error {
+	for _, v := range []struct {
+		env  string
+		rate *float64
+		n    *int
+	}{
+		{"FERRY_RATE_LIMIT", &o.rateLimit, nil},
+		{"FERRY_RATE_BURST", nil, &o.rateBurst},
+		{"FERRY_WEBHOOK_RATE_LIMIT", &o.webhookRateLimit, nil},
+		{"FERRY_WEBHOOK_RATE_BURST", nil, &o.webhookRateBurst},
+	} {
+		s := strings.TrimSpace(os.Getenv(v.env))
+		switch {
+		case s == "":
+		case v.rate != nil && *v.rate == 0:
+			f, err := strconv.ParseFloat(s, 64)
+			if err != nil || math.IsNaN(f) || math.IsInf(f, 0) {
+				return fmt.Errorf("%s=%q: write requests per second as a number, e.g. 50 (-1: unlimited)", v.env, s)
+			}
+			*v.rate = f
+		case v.n != nil && *v.n == 0:
+			n, err := strconv.Atoi(s)
+			if err != nil || n < 1 {
+				return fmt.Errorf("%s=%q: write a whole number of requests of at least 1, e.g. 100", v.env, s)
+			}
+			*v.n = n
+		}
+	}
+	return nil
 }
 
 // serve starts answering requests. Until then the listener is bound and

@@ -30,11 +30,12 @@ const defaultTenant = "default"
 // connFlags say where the runtime's data lives: the embedded server's data
 // directory, or an external NATS.
 type connFlags struct {
-	dataDir string
-	natsURL string
-	creds   string
-	tls     runtime.TLSOptions
-	sync    string
+	dataDir  string
+	natsURL  string
+	creds    string
+	tls      runtime.TLSOptions
+	sync     string
+	replicas int
 }
 
 func (f *connFlags) declare(fs *flag.FlagSet) {
@@ -44,6 +45,34 @@ func (f *connFlags) declare(fs *flag.FlagSet) {
 	fs.StringVar(&f.tls.CAFile, "tls-ca", "", "CA certificate that signed the external NATS's certificate")
 	fs.StringVar(&f.tls.CertFile, "tls-cert", "", "client certificate for mutual TLS with the external NATS (with --tls-key)")
 	fs.StringVar(&f.tls.KeyFile, "tls-key", "", "client key for --tls-cert")
+	f.declareReplicas(fs)
+}
+
+// declareReplicas: on a NATS cluster every stream and bucket must be
+// replicated, or losing one NATS server loses ferry's data with it.
+func (f *connFlags) declareReplicas(fs *flag.FlagSet) {
+	fs.IntVar(&f.replicas, "replicas", 0, "replicas of ferry's streams and buckets on an external NATS cluster: 3 survives the loss of one server (env FERRY_NATS_REPLICAS; default 1)")
+}
+
+// resolvedReplicas is --replicas, else FERRY_NATS_REPLICAS, else 1.
+func (f *connFlags) resolvedReplicas() (int, error) {
+	n := f.replicas
+	if n == 0 {
+		if v := os.Getenv("FERRY_NATS_REPLICAS"); v != "" {
+			if _, err := fmt.Sscanf(v, "%d", &n); err != nil {
+				return 0, fmt.Errorf("FERRY_NATS_REPLICAS=%q is not a number: set it to 1, 3 or 5", v)
+			}
+		}
+	}
+	switch {
+	case n == 0:
+		return 1, nil
+	case n < 1 || n > 5:
+		return 0, fmt.Errorf("--replicas %d: JetStream keeps 1 to 5 replicas; use 3 on a 3-node cluster", n)
+	case n > 1 && f.natsURL == "":
+		return 0, fmt.Errorf("--replicas %d needs a NATS cluster: add --nats-url (the embedded NATS is a single server)", n)
+	}
+	return n, nil
 }
 
 func (f *connFlags) declareSync(fs *flag.FlagSet) {
@@ -78,7 +107,12 @@ func (f *connFlags) open(ctx context.Context, c *ctx, dir string, mustExist bool
 	if (f.tls.CertFile == "") != (f.tls.KeyFile == "") {
 		return nil, fmt.Errorf("--tls-cert and --tls-key go together")
 	}
+	replicas, err := f.resolvedReplicas()
+	if err != nil {
+		return nil, err
+	}
 	opts := runtime.Options{
+		Replicas:   replicas,
 		NATSURL:    f.natsURL,
 		CredsFile:  f.creds,
 		SyncPolicy: f.sync,

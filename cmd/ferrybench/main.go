@@ -1,9 +1,11 @@
 // Command ferrybench measures ferry's engine on a generated Shopify-like product
 // dataset: file → filter + 10-field mapping → file through the engine, beside a
 // hand-written decode → map → encode loop on the same data. Each measurement
-// runs in a child process so its peak RSS is its own.
+// runs in a child process so its peak RSS is its own. With -load, a sustained
+// mixed load on one server node instead (load.go).
 //
 //	go run ./cmd/ferrybench [-n 100000] [-workers 0]
+//	go run ./cmd/ferrybench -load 30s [-load-webhooks 16] [-load-triggers 4] [-load-readers 2]
 package main
 
 import (
@@ -75,6 +77,11 @@ func main() {
 	mode := flag.String("mode", "", "internal: run one measurement in this process (engine|loop)")
 	dir := flag.String("dir", "", "internal: dataset directory")
 	cpuprofile := flag.String("cpuprofile", "", "with -mode: write a CPU profile here")
+	var lo loadOptions
+	flag.DurationVar(&lo.duration, "load", 0, "run a sustained mixed load (webhooks, sync events, API reads) on one node for this long, instead of the engine measurements")
+	flag.IntVar(&lo.webhooks, "load-webhooks", 16, "with -load: concurrent webhook senders")
+	flag.IntVar(&lo.triggers, "load-triggers", 4, "with -load: concurrent sync-event clients")
+	flag.IntVar(&lo.reads, "load-readers", 2, "with -load: concurrent API readers")
 	flag.Parse()
 
 	if *cpuprofile != "" {
@@ -89,6 +96,21 @@ func main() {
 		defer pprof.StopCPUProfile()
 	}
 
+	if *mode == "load" || *mode == "" && lo.duration > 0 {
+		run := loadParent
+		if *mode == "load" {
+			run = runLoad
+		}
+		if lo.duration <= 0 || lo.webhooks < 0 || lo.triggers < 0 || lo.reads < 0 || lo.webhooks+lo.triggers+lo.reads == 0 {
+			fmt.Fprintln(os.Stderr, "ferrybench: -load needs a positive duration (such as 30s) and at least one client")
+			os.Exit(2)
+		}
+		if err := run(lo); err != nil {
+			fmt.Fprintln(os.Stderr, "ferrybench:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if *mode != "" {
 		if err := measure(*mode, *dir, *workers); err != nil {
 			fmt.Fprintln(os.Stderr, "ferrybench:", err)
