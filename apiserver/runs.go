@@ -2,6 +2,7 @@ package apiserver
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -34,12 +35,15 @@ func (s *Server) runRoutes() []Route {
 		{Method: "GET", Pattern: "/v1/runs", Roles: tenantRead, TenantScoped: true, Summary: "List runs, newest first", Tag: "runs",
 			Response: listOf[RunInfo]{}, List: true, ListFields: runFields, Query: map[string]string{
 				"integration": "only runs of this integration",
-				"status":      "queued, running, succeeded, partial or failed",
+				"status":      "queued, running, succeeded, partial, failed or cancelled",
 				"trigger":     "what started the run: api, webhook, schedule, cli, ...",
 				"from":        "runs started (or, not started yet, queued) at or after this time (RFC 3339)",
 				"to":          "runs started (or queued) before this time (RFC 3339)",
 			}, Handle: s.listRuns},
 		{Method: "GET", Pattern: "/v1/runs/{run}", Roles: tenantRead, TenantScoped: true, Summary: "Get a run (by its id, the correlation id)", Tag: "runs", Response: RunInfo{}, Handle: s.getRun},
+		{Method: "POST", Pattern: "/v1/runs/{run}/cancel", Roles: tenantWrite, TenantScoped: true,
+			Summary: "Cancel a queued or running run: it ends as cancelled with the counts of what settled; records not processed yet are dropped",
+			Tag:     "runs", Response: RunInfo{}, Status: http.StatusAccepted, Handle: s.cancelRun},
 		{Method: "GET", Pattern: "/v1/runs/{run}/errors", Roles: tenantRead, TenantScoped: true, Summary: "The run's failed records, per entity: key, stage, category, message, attempts",
 			Tag: "runs", Response: listOf[RunError]{}, List: true, ListFields: []string{"key", "stage", "category", "attempts", "position", "entry", "entryStatus"}, Handle: s.runErrors},
 
@@ -75,7 +79,7 @@ type RunInfo struct {
 	Revision string `json:"revision,omitempty"`
 	// Status: queued, running, succeeded, partial, failed.
 	Status engine.RunStatus `json:"status"`
-	// Outcome is the final status once the run ended (succeeded, partial, failed).
+	// Outcome is the final status once the run ended (succeeded, partial, failed, cancelled).
 	Outcome engine.RunStatus `json:"outcome,omitempty"`
 	// Counts: total == success + failed + skipped once the run ended.
 	Counts  engine.Counts `json:"counts"`
@@ -132,6 +136,72 @@ func runNotFound(id string) *Problem {
 	return notFound(fmt.Sprintf("run %q", id))
 }
 
+// ErrRunEnded: a run that already ended cannot be cancelled.
+var ErrRunEnded = errors.New("the run already ended")
+
+// CancelRun asks for a run to end as cancelled. The server executing it
+// stops it at once when that is this server, else at its next lease renewal
+// (a third of Options.RunLease); a run waiting to start ends without
+// running. It is also the schedules' replace policy.
+func (s *Server) CancelRun(ctx context.Context, tenant, runID string) error {
+	m := s.runs
+	key := requestKey(tenant, runID)
+	found := false
+	if err := m.update(ctx, key, func(r *runRequest) bool {
+		found = true
+		if r.Cancel || r.Error != "" {
+			return false
+		}
+		r.Cancel = true
+		return true
+	}); err != nil {
+		return err
+	}
+	if !found {
+		run, err := s.rt.Runs().Get(ctx, tenant, runID)
+		if err != nil {
+			return err // runtime.ErrNotFound
+		}
+		if run.Finished() {
+			return fmt.Errorf("run %s: %w (%s)", runID, ErrRunEnded, run.Status)
+		}
+		// A run without a request is not executed by a server (ferry run
+		// against the same NATS): the process running it owns it.
+		return fmt.Errorf("run %s is not executed by a ferry server (a ferry run process?): stop that process: %w", runID, ErrRunEnded)
+	}
+	m.mu.Lock()
+	ar := m.active[key]
+	m.mu.Unlock()
+	if ar != nil && ar.cancel != nil {
+		ar.cancel(runtime.ErrCancelled)
+	}
+	return nil
+}
+
+func (s *Server) cancelRun(w http.ResponseWriter, r *http.Request, p *Principal) error {
+	id := r.PathValue("run")
+	if !nameRe.MatchString(id) {
+		return runNotFound(id)
+	}
+	err := s.CancelRun(r.Context(), p.Tenant, id)
+	switch {
+	case errors.Is(err, runtime.ErrNotFound):
+		return runNotFound(id)
+	case errors.Is(err, ErrRunEnded):
+		return newProblem(http.StatusConflict, probConflict, "%s", err.Error())
+	case err != nil:
+		return err
+	}
+	s.audit(r.Context(), p.Tenant, p, "run.cancel", "runs/"+id, 0, "")
+	run, err := s.runState(r.Context(), p.Tenant, id)
+	if err != nil {
+		return err
+	}
+	w.Header().Set("Location", "/v1/runs/"+id)
+	writeJSON(w, r, http.StatusAccepted, runInfo(run))
+	return nil
+}
+
 func (s *Server) getRun(w http.ResponseWriter, r *http.Request, p *Principal) error {
 	id := r.PathValue("run")
 	run, err := s.runState(r.Context(), p.Tenant, id)
@@ -166,7 +236,7 @@ func (s *Server) listRuns(w http.ResponseWriter, r *http.Request, p *Principal) 
 	}
 	status := engine.RunStatus(v.Get("status"))
 	switch status {
-	case "", engine.RunQueued, engine.RunRunning, engine.RunSucceeded, engine.RunPartial, engine.RunFailed:
+	case "", engine.RunQueued, engine.RunRunning, engine.RunSucceeded, engine.RunPartial, engine.RunFailed, engine.RunCancelled:
 	default:
 		return newProblem(http.StatusBadRequest, probBadRequest, "status=%q: use queued, running, succeeded, partial or failed", status)
 	}

@@ -116,6 +116,10 @@ type runRequest struct {
 	LeaseUntil time.Time `json:"leaseUntil,omitzero"`
 	// Error is set when the run could not be started at all (final).
 	Error string `json:"error,omitempty"`
+	// Cancel asks the server executing the run to end it as cancelled
+	// (CancelRun); the owner sees it at its next lease renewal, or at once
+	// when the cancel reached the server executing it.
+	Cancel bool `json:"cancel,omitempty"`
 }
 
 func requestKey(tenant, runID string) string { return tenant + "." + runID }
@@ -137,6 +141,9 @@ func newRunID(t time.Time) string {
 
 type activeRun struct {
 	done chan struct{} // closed when the run's execution in this process ended
+	// cancel stops the execution (with runtime.ErrCancelled: ends it as
+	// cancelled); nil until the execution started.
+	cancel context.CancelCauseFunc
 }
 
 type runManager struct {
@@ -585,6 +592,14 @@ func (m *runManager) execute(rr runRequest, prog *engine.Program, open *openRun)
 	key := requestKey(rr.Tenant, rr.RunID)
 	runCtx, loseLease := context.WithCancelCause(m.ctx)
 	defer loseLease(nil)
+	m.mu.Lock()
+	if ar := m.active[key]; ar != nil {
+		ar.cancel = loseLease
+	}
+	m.mu.Unlock()
+	if rr.Cancel {
+		loseLease(runtime.ErrCancelled) // cancelled before it ran
+	}
 	stopLease := m.keepLease(key, loseLease)
 	defer stopLease()
 
@@ -600,6 +615,30 @@ func (m *runManager) execute(rr runRequest, prog *engine.Program, open *openRun)
 		seal()
 		stopLease()
 		m.release(key)
+	}
+	// stopped handles a run stopped before it reached the runtime: cancelled
+	// (it ends as cancelled), its lease lost (another server has it), or
+	// the server shutting down (released, resumed later).
+	stopped := func() {
+		switch cause := context.Cause(runCtx); {
+		case errors.Is(cause, runtime.ErrCancelled):
+			seal()
+			stopLease()
+			res, err := m.s.rt.EndCancelled(context.Background(), rr.Tenant, rr.Integration, rr.RunID, rr.Trigger, strconv.Itoa(rr.Revision))
+			if err != nil {
+				log.Error("recording the cancelled run; it is retried", "error", err)
+				m.release(key)
+				return
+			}
+			log.Info("run cancelled before it started")
+			m.emitEnded(rr, res)
+			m.finish(context.Background(), rr)
+		case errors.Is(cause, errLeaseLost):
+			seal()
+			log.Warn("run stopped here; another server resumes it", "error", cause)
+		default:
+			interrupted()
+		}
 	}
 	var err error
 	if prog == nil {
@@ -641,16 +680,16 @@ func (m *runManager) execute(rr runRequest, prog *engine.Program, open *openRun)
 		lk := m.integrationLock(rr.Tenant, rr.Integration)
 		select {
 		case lk <- struct{}{}:
-		case <-m.ctx.Done():
-			interrupted()
+		case <-runCtx.Done():
+			stopped()
 			return
 		}
 		defer func() { <-lk }()
 	}
 	select {
 	case m.sem <- struct{}{}:
-	case <-m.ctx.Done():
-		interrupted()
+	case <-runCtx.Done():
+		stopped()
 		return
 	}
 	defer func() { <-m.sem }()
@@ -791,16 +830,20 @@ func (m *runManager) keepLease(key string, lost context.CancelCauseFunc) (stop f
 				return
 			case <-t.C:
 				ctx, cancel := context.WithTimeout(context.Background(), min(5*time.Second, m.lease/3))
-				owner, at := m.node, time.Now()
+				owner, at, cancelled := m.node, time.Now(), false
 				err := m.update(ctx, key, func(r *runRequest) bool {
 					if owner = r.Owner; owner != m.node {
 						return false
 					}
+					cancelled = r.Cancel
 					r.LeaseUntil = at.Add(m.lease)
 					return true
 				})
 				cancel()
 				switch {
+				case err == nil && owner == m.node && cancelled:
+					lost(runtime.ErrCancelled) // CancelRun reached another server
+					// keep renewing: the run ends as cancelled under this lease
 				case err == nil && owner != m.node:
 					lost(fmt.Errorf("%w: server %q took %s over", errLeaseLost, owner, key))
 					return

@@ -15,11 +15,9 @@ package apiserver
 //
 // Concurrency policies: forbid and replace check for a run of the
 // integration in flight (a stored run request, see runs_manager.go). replace
-// cancels it when the server has a CancelRun(ctx, tenant, runID) method;
-// until the run manager offers one, replace starts the new run without
-// cancelling, and the runtime's per-integration lock queues it behind the
-// running one. A deactivated integration's fires are skipped (outcome
-// "skipped").
+// cancels it (Server.CancelRun: it ends as cancelled, its unprocessed
+// records dropped) and starts the new run. A deactivated integration's
+// fires are skipped (outcome "skipped").
 //
 // Metrics: ferry_schedule_fires_total{outcome} (fired, failed, skipped,
 // skipped_running, missed, duplicate — duplicate counts the fires another

@@ -4,6 +4,7 @@ import (
 	"context"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -197,4 +198,50 @@ func waitUntil(t *testing.T, what string, cond func() bool) {
 			t.Fatalf("timed out waiting for %s", what)
 		}
 	}
+}
+
+// concurrency = "replace": a fire while the integration's run is in flight
+// cancels that run and starts a new one.
+func TestScheduleReplaceCancelsTheRunningRun(t *testing.T) {
+	e := newRunEnv(t)
+	key := e.tenantWithKey("acme", RoleUser)
+	g := newGate(t, "sched-replace", records(3, 1))
+	g.pauseAt = 2
+	cfg := gateConfig("sched-replace", "m1")
+	cfg["files"].(map[string]string)["schedules.hcl"] = `schedule "every5" {
+  integration = integration.items
+  cron        = "*/5 * * * *"
+  concurrency = "replace"
+}
+`
+	e.expect(e.do("PUT", "/v1/config", key, cfg, "If-Match", "0"), 200)
+	sched := e.s.sched.sched
+	ctx := t.Context()
+	waitUntil(t, "the schedules to be loaded", func() bool { _, ok := sched.NextDue(); return ok })
+	e.clock.Add(5 * time.Minute)
+	if err := sched.RunDue(ctx); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-g.paused: // the first run is in flight, paused in its source
+	case <-time.After(10 * time.Second):
+		t.Fatal("the scheduled run did not start")
+	}
+	e.clock.Add(5 * time.Minute)
+	if err := sched.RunDue(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var runs []any
+	var opened sync.Once
+	waitUntil(t, "the first run cancelled and the second ended", func() bool {
+		runs = e.expect(e.do("GET", "/v1/runs?trigger=schedule", key, nil), 200).json(t)["items"].([]any)
+		statuses := map[any]int{}
+		for _, r := range runs {
+			statuses[r.(map[string]any)["status"]]++
+		}
+		if statuses["cancelled"] == 1 {
+			opened.Do(func() { close(g.open) }) // the replacement pauses in its source too
+		}
+		return len(runs) == 2 && statuses["cancelled"] == 1 && statuses["succeeded"] == 1
+	})
 }

@@ -924,6 +924,17 @@ func TestEveryChangeIsAudited(t *testing.T) {
 		return e.do("DELETE", "/v1/dlq/auditrun-0?reason=obsolete", user, nil, "If-Match", "*")
 	})
 
+	step("POST /v1/runs/{run}/cancel", "acme", "run.cancel", func() resp {
+		// A run another (live) server executes: the cancel is recorded on
+		// its request for that server to act on.
+		rr := runRequest{RunID: "auditcancel", Tenant: "acme", Integration: "i", Trigger: "api", Revision: 1,
+			Queued: time.Now(), Owner: "elsewhere", LeaseUntil: time.Now().Add(time.Hour)}
+		b, _ := json.Marshal(rr)
+		if _, err := e.s.runs.reqs.Put(context.Background(), requestKey("acme", "auditcancel"), b); err != nil {
+			t.Fatal(err)
+		}
+		return e.do("POST", "/v1/runs/auditcancel/cancel", user, nil)
+	})
 	step("POST /v1/dlq/replay", "acme", "dlq.replay", func() resp {
 		return e.do("POST", "/v1/dlq/replay", user, map[string]any{"run": "auditrun", "reason": "bulk"})
 	})

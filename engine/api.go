@@ -81,6 +81,7 @@ const (
 	RunSucceeded RunStatus = "succeeded" // nothing failed
 	RunPartial   RunStatus = "partial"   // some records failed, some succeeded or were skipped
 	RunFailed    RunStatus = "failed"    // every record failed, or the run could not run (source error)
+	RunCancelled RunStatus = "cancelled" // stopped on request; what had not settled was dropped
 )
 
 // StatusFor derives a finished run's status from its counts and run-level error.

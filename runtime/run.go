@@ -38,6 +38,68 @@ const maxMessageBytes = 256 << 10
 // (one stopped), work resumes within pullExpiry instead of nats.go's 30s.
 const pullExpiry = 5 * time.Second
 
+// ErrCancelled is the cause to cancel a RunJob's context with to cancel the
+// run (rather than stop it resumably): RunJob then ends it as cancelled.
+var ErrCancelled = errors.New("run cancelled")
+
+// EndCancelled ends a run as cancelled: the work it has not processed yet is
+// dropped, and its record gets the counts of what settled, status cancelled
+// and its end time. A run that never started is recorded as cancelled too; a
+// run that already ended is returned as it is.
+func (rt *Runtime) EndCancelled(ctx context.Context, tenant, integration, runID, trigger, revision string) (*engine.RunResult, error) {
+	if err := validName("run id", runID); err != nil {
+		return nil, err
+	}
+	run, _, err := rt.getRun(ctx, tenant, runID)
+	switch {
+	case errors.Is(err, ErrNotFound):
+		run = &Run{ID: runID, Tenant: tenant, Integration: integration, Trigger: trigger, Revision: revision,
+			Status: engine.RunQueued, Queued: rt.opts.Now()}
+		b, _ := json.Marshal(run)
+		if _, err := rt.runsKV.Create(ctx, runKey(tenant, runID), b); err != nil && !errors.Is(err, jetstream.ErrKeyExists) {
+			return nil, fmt.Errorf("runtime: record cancelled run %s: %w", runID, err)
+		}
+	case err != nil:
+		return nil, err
+	}
+	if run.Finished() {
+		failures, err := rt.Runs().Errors(ctx, tenant, runID)
+		if err != nil {
+			return nil, err
+		}
+		return run.Result(failures), nil
+	}
+	if err := rt.js.DeleteConsumer(ctx, WorkStream, consumerName(tenant, runID)); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return nil, fmt.Errorf("runtime: cancel run %s: %w", runID, err)
+	}
+	stream, err := rt.js.Stream(ctx, WorkStream)
+	if err != nil {
+		return nil, fmt.Errorf("runtime: cancel run %s: %w", runID, err)
+	}
+	if err := stream.Purge(ctx, jetstream.WithPurgeSubject(workSubject(tenant, integration, runID))); err != nil {
+		return nil, fmt.Errorf("runtime: cancel run %s: dropping its work: %w", runID, err)
+	}
+	sets, err := rt.settlements(ctx, tenant, runID)
+	if err != nil {
+		return nil, err
+	}
+	c := countsOf(sets)
+	run, err = rt.updateRun(ctx, tenant, runID, func(run *Run) error {
+		run.Counts, run.Status, run.Ended = c, engine.RunCancelled, rt.opts.Now()
+		run.Error = "cancelled"
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	rt.metrics.finished(run)
+	failures, err := rt.Runs().Errors(ctx, tenant, runID)
+	if err != nil {
+		return nil, err
+	}
+	return run.Result(failures), nil
+}
+
 // ErrRunMismatch is returned when a run id is reused for another integration.
 var ErrRunMismatch = errors.New("run id belongs to another integration")
 
@@ -56,6 +118,9 @@ func (rt *Runtime) RunJob(ctx context.Context, job *Job, opts RunOptions) (*engi
 		opts.RunID = nuid.Next()
 	}
 	res, err := rt.runJob(ctx, job, opts)
+	if err != nil && errors.Is(context.Cause(ctx), ErrCancelled) {
+		return rt.EndCancelled(context.WithoutCancel(ctx), job.Tenant, job.Integration, opts.RunID, opts.Trigger, opts.Revision)
+	}
 	if err != nil && errors.Is(context.Cause(ctx), ErrClosed) {
 		return nil, fmt.Errorf("runtime: run %s stopped by Close; run it again with the same run id to resume: %w", opts.RunID, ErrClosed)
 	}
@@ -118,7 +183,9 @@ func (rt *Runtime) runJob(ctx context.Context, job *Job, opts RunOptions) (*engi
 		subject: workSubject(tenant, job.Integration, runID), tr: newTracker()}
 	res, err := r.execute(ctx, resume)
 	if lock != nil {
-		if err != nil {
+		// A cancelled run is over: the next run of the integration must not
+		// wait out the lock's TTL.
+		if err != nil && !errors.Is(context.Cause(ctx), ErrCancelled) {
 			lock.abandon()
 		} else {
 			lock.release(context.WithoutCancel(ctx))

@@ -44,7 +44,7 @@ type Run struct {
 // Finished reports whether the run reached a final status.
 func (r *Run) Finished() bool {
 	switch r.Status {
-	case engine.RunSucceeded, engine.RunPartial, engine.RunFailed:
+	case engine.RunSucceeded, engine.RunPartial, engine.RunFailed, engine.RunCancelled:
 		return true
 	}
 	return false

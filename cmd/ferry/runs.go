@@ -55,7 +55,7 @@ func runsLs() *command {
 				return c.errorf("unexpected argument %q: ferry runs ls takes flags only (the configuration directory is --config DIR)", args[0])
 			}
 			switch engine.RunStatus(status) {
-			case "", engine.RunQueued, engine.RunRunning, engine.RunSucceeded, engine.RunPartial, engine.RunFailed:
+			case "", engine.RunQueued, engine.RunRunning, engine.RunSucceeded, engine.RunPartial, engine.RunFailed, engine.RunCancelled:
 			default:
 				return c.errorf("invalid --status %q: use queued, running, succeeded, partial or failed", status)
 			}

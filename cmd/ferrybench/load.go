@@ -471,7 +471,7 @@ func load(o loadOptions, w io.Writer) error {
 				Status string `json:"status"`
 			}
 			_ = json.Unmarshal(b, &run)
-			if run.Status == "succeeded" || run.Status == "partial" || run.Status == "failed" {
+			if run.Status == "succeeded" || run.Status == "partial" || run.Status == "failed" || run.Status == "cancelled" {
 				statuses[run.Status]++
 				break
 			}
