@@ -4,8 +4,10 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"net/http"
 	"strings"
 
+	"github.com/ferryhq/ferry/apiserver"
 	"github.com/ferryhq/ferry/engine"
 	"github.com/ferryhq/ferry/runtime"
 )
@@ -13,13 +15,13 @@ import (
 func init() {
 	register(&command{
 		name:    "runs",
-		usage:   "runs [ls|show] [flags]",
+		usage:   "runs [ls|show|cancel] [flags]",
 		summary: "List the run history and show one run with its per-entity errors.\n\nThey read the local data of --config (default \".\"), or, with --server URL or FERRY_SERVER\nset, the ferry server's; explicit local flags (--data-dir, --config, ...) win.",
 		examples: `  ferry runs
   ferry runs --integration products_to_items --status partial
   ferry runs show 3bQkzPqLxV2hM5w9aT0r1c
   ferry runs show nightly-2025-03-18 --config examples/quickstart --json`,
-		subs:       []*command{runsLs(), runsShow()},
+		subs:       []*command{runsLs(), runsShow(), runsCancel()},
 		defaultSub: "ls",
 	})
 }
@@ -225,6 +227,47 @@ func runsShow() *command {
 				printRunDetail(c, r, errs, "", hintFlags(sf.config, &sf.connFlags))
 				return 0
 			})
+		},
+	}
+}
+
+func runsCancel() *command {
+	var rf remoteFlags
+	var jsonOut bool
+	return &command{
+		name:  "runs cancel",
+		usage: "runs cancel ID [--json] [--server URL]",
+		summary: "Cancel a queued or running run on a ferry server: it ends as cancelled with the counts of what settled; records not processed yet are dropped.\n\n" +
+			"A local ferry run is stopped with Ctrl-C in its terminal (it stays resumable). " + remoteNote,
+		examples: `  ferry runs cancel 20260301T120500.000Z-3f9a1c2b4d5e6f70 --server https://ferry.example.com`,
+		flags: func(fs *flag.FlagSet) {
+			rf.declare(fs)
+			fs.BoolVar(&jsonOut, "json", false, "print the run as JSON")
+		},
+		run: func(c *ctx, args []string) int {
+			if len(args) != 1 {
+				return c.errorf("ferry runs cancel takes one run id (see: ferry runs)")
+			}
+			id := args[0]
+			cl, ok := rf.pick(c)
+			if !ok {
+				return 1
+			}
+			if cl == nil {
+				return c.errorf("ferry runs cancel works on a server: set --server or FERRY_SERVER (a local ferry run is stopped with Ctrl-C)")
+			}
+			ctx, stop := remoteCtx()
+			defer stop()
+			var ri apiserver.RunInfo
+			if _, err := cl.do(ctx, http.MethodPost, runPath(id)+"/cancel", nil, nil, &ri); err != nil {
+				return rf.remoteError(c, err, "run", id, "ferry runs")
+			}
+			if jsonOut {
+				writeJSON(c.stdout, ri)
+				return 0
+			}
+			fmt.Fprintf(c.stdout, "Run %s: cancel requested (status %s); see: ferry runs show %s%s\n", id, ri.Status, id, rf.hint())
+			return 0
 		},
 	}
 }
