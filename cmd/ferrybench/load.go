@@ -37,6 +37,7 @@ import (
 	"os/exec"
 	goruntime "runtime"
 	"runtime/debug"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -127,14 +128,16 @@ integration "items" {
 // loadOptions are the -load-* flags.
 type loadOptions struct {
 	duration                  time.Duration
-	webhooks, triggers, reads int // concurrent clients of each kind
+	webhooks, triggers, reads int    // concurrent clients of each kind
+	memprofile                string // heap profile written after the runs settled
 }
 
 // loadParent runs the load in a child process (its peak RSS is its own)
 // and relays its report.
 func loadParent(o loadOptions) error {
 	cmd := exec.Command(os.Args[0], "-mode", "load", "-load", o.duration.String(),
-		"-load-webhooks", strconv.Itoa(o.webhooks), "-load-triggers", strconv.Itoa(o.triggers), "-load-readers", strconv.Itoa(o.reads))
+		"-load-webhooks", strconv.Itoa(o.webhooks), "-load-triggers", strconv.Itoa(o.triggers), "-load-readers", strconv.Itoa(o.reads),
+		"-load-memprofile", o.memprofile)
 	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
 	if err := cmd.Run(); err != nil {
 		return fmt.Errorf("load: %w", err)
@@ -484,6 +487,19 @@ func load(o loadOptions, w io.Writer) error {
 	settled := time.Since(loadEnd)
 	n.client.CloseIdleConnections()
 	mem = append(mem, snapshot("end (runs settled)"))
+	if o.memprofile != "" {
+		f, err := os.Create(o.memprofile)
+		if err != nil {
+			return err
+		}
+		err = pprof.WriteHeapProfile(f)
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return fmt.Errorf("writing the heap profile: %w", err)
+		}
+	}
 
 	keyCounter.Lock()
 	missing, twice := 0, 0
