@@ -9,8 +9,7 @@ import (
 	"time"
 
 	"github.com/ferryhq/ferry/connectors"
-	"github.com/ferryhq/ferry/lang"
-	"github.com/zclconf/go-cty/cty"
+	"github.com/ferryhq/ferry/engine"
 )
 
 // connectionTestTimeout bounds a connector's check.
@@ -56,13 +55,12 @@ func (s *Server) testConnection(w http.ResponseWriter, r *http.Request, p *Princ
 	}
 	name := r.PathValue("name")
 	c := cfg.Connections[name]
-	ct, ok := connectors.Lookup(c.Type)
-	if !ok {
+	if _, ok := connectors.Lookup(c.Type); !ok {
 		return newProblem(http.StatusUnprocessableEntity, probBadRequest, "connection %q: this server has no connector of type %q", name, c.Type)
 	}
 	start := time.Now()
 	sc := s.scrubbedSecrets(p.Tenant) // the check's errors may carry them
-	conn, err := openConnection(ct, cfg, c, sc.Resolve)
+	conn, err := engine.OpenConnection(cfg, name, sc.Resolve)
 	if err != nil {
 		writeJSON(w, r, http.StatusOK, connectionTestResponse{Error: sc.Err(err).Error(), DurationMs: time.Since(start).Milliseconds()})
 		return nil
@@ -86,22 +84,4 @@ func (s *Server) testConnection(w http.ResponseWriter, r *http.Request, p *Princ
 	}
 	writeJSON(w, r, http.StatusOK, resp)
 	return nil
-}
-
-// openConnection opens a connection block the way the engine does for a
-// run: secrets resolved, relative paths against the configuration's directory.
-func openConnection(ct *connectors.Connector, cfg *lang.Config, c *lang.Connection, secrets func(string) (string, error)) (connectors.Connection, error) {
-	v := c.Config
-	if v.Type() == cty.NilType {
-		v = cty.EmptyObjectVal
-	}
-	v, err := lang.ResolveSecrets(v, secrets)
-	if err != nil {
-		return nil, fmt.Errorf("connection %q: %w", c.Name, err)
-	}
-	conn, err := ct.Open(connectors.Env{Dir: cfg.Dir}, v)
-	if err != nil {
-		return nil, fmt.Errorf("opening connection %q: %w", c.Name, err)
-	}
-	return conn, nil
 }

@@ -518,7 +518,14 @@ func (p *Program) openSink(pl *Pipeline, secrets func(string) (string, error), o
 }
 
 func (p *Program) openConnection(name string, secrets func(string) (string, error)) (connectors.Connection, error) {
-	c, ok := p.Config.Connections[name]
+	return OpenConnection(p.Config, name, secrets)
+}
+
+// OpenConnection opens connection name of cfg as a run does: secrets
+// resolved, relative paths against the configuration's directory. The
+// caller closes it when it implements io.Closer (a postgres pool).
+func OpenConnection(cfg *lang.Config, name string, secrets func(string) (string, error)) (connectors.Connection, error) {
+	c, ok := cfg.Connections[name]
 	if !ok || c == nil {
 		return nil, fmt.Errorf("connection %q is not declared", name)
 	}
@@ -526,11 +533,11 @@ func (p *Program) openConnection(name string, secrets func(string) (string, erro
 	if !ok {
 		return nil, fmt.Errorf("connection %q: unknown connector type %q", name, c.Type)
 	}
-	cfg, err := resolve(c.Config, secrets)
+	v, err := resolve(c.Config, secrets)
 	if err != nil {
 		return nil, fmt.Errorf("connection %q: %w", name, err)
 	}
-	conn, err := ct.Open(connectors.Env{Dir: p.Config.Dir}, cfg)
+	conn, err := ct.Open(connectors.Env{Dir: cfg.Dir}, v)
 	if err != nil {
 		return nil, fmt.Errorf("opening connection %q: %w", name, err)
 	}

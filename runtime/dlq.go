@@ -206,24 +206,7 @@ func (d *DLQ) Get(ctx context.Context, tenant, id string) (*DLQEntry, error) {
 }
 
 func (d *DLQ) get(ctx context.Context, tenant, id string) (*DLQEntry, uint64, error) {
-	if err := validName("tenant", tenant); err != nil {
-		return nil, 0, err
-	}
-	if err := validName("DLQ entry id", id); err != nil {
-		return nil, 0, err
-	}
-	kv, err := d.rt.dlqKV.Get(ctx, dlqKey(tenant, id))
-	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return nil, 0, fmt.Errorf("DLQ entry %s of tenant %s: %w", id, tenant, ErrNotFound)
-	}
-	if err != nil {
-		return nil, 0, fmt.Errorf("runtime: read DLQ entry %s: %w", id, err)
-	}
-	var e DLQEntry
-	if err := json.Unmarshal(kv.Value(), &e); err != nil {
-		return nil, 0, fmt.Errorf("runtime: DLQ entry %s: %w", id, err)
-	}
-	return &e, kv.Revision(), nil
+	return getRecord[DLQEntry](ctx, d.rt.dlqKV, tenant, "DLQ entry", "DLQ entry id", id, dlqKey(tenant, id))
 }
 
 // update applies fn with compare-and-set, retrying on conflict.

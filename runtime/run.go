@@ -63,11 +63,7 @@ func (rt *Runtime) EndCancelled(ctx context.Context, tenant, integration, runID,
 		return nil, err
 	}
 	if run.Finished() {
-		failures, err := rt.Runs().Errors(ctx, tenant, runID)
-		if err != nil {
-			return nil, err
-		}
-		return run.Result(failures), nil
+		return rt.result(ctx, run)
 	}
 	if err := rt.js.DeleteConsumer(ctx, WorkStream, consumerName(tenant, runID)); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
 		return nil, fmt.Errorf("runtime: cancel run %s: %w", runID, err)
@@ -79,21 +75,41 @@ func (rt *Runtime) EndCancelled(ctx context.Context, tenant, integration, runID,
 	if err := stream.Purge(ctx, jetstream.WithPurgeSubject(workSubject(tenant, integration, runID))); err != nil {
 		return nil, fmt.Errorf("runtime: cancel run %s: dropping its work: %w", runID, err)
 	}
+	return rt.endRun(ctx, tenant, runID, engine.RunCancelled, "cancelled")
+}
+
+// endRun stores a run's end: counts derived from its settlements, status
+// (from the counts and runErr when ""), its end time and runErr (when set).
+func (rt *Runtime) endRun(ctx context.Context, tenant, runID string, status engine.RunStatus, runErr string) (*engine.RunResult, error) {
 	sets, err := rt.settlements(ctx, tenant, runID)
 	if err != nil {
 		return nil, err
 	}
 	c := countsOf(sets)
-	run, err = rt.updateRun(ctx, tenant, runID, func(run *Run) error {
-		run.Counts, run.Status, run.Ended = c, engine.RunCancelled, rt.opts.Now()
-		run.Error = "cancelled"
+	if status == "" {
+		var e error
+		if runErr != "" {
+			e = errors.New(runErr)
+		}
+		status = engine.StatusFor(c, e)
+	}
+	run, err := rt.updateRun(ctx, tenant, runID, func(run *Run) error {
+		run.Counts, run.Status, run.Ended = c, status, rt.opts.Now()
+		if runErr != "" {
+			run.Error = runErr
+		}
 		return nil
 	})
 	if err != nil {
 		return nil, err
 	}
 	rt.metrics.finished(run)
-	failures, err := rt.Runs().Errors(ctx, tenant, runID)
+	return rt.result(ctx, run)
+}
+
+// result is an ended run's result with its per-entity failures.
+func (rt *Runtime) result(ctx context.Context, run *Run) (*engine.RunResult, error) {
+	failures, err := rt.Runs().Errors(ctx, run.Tenant, run.ID)
 	if err != nil {
 		return nil, err
 	}
@@ -152,11 +168,7 @@ func (rt *Runtime) runJob(ctx context.Context, job *Job, opts RunOptions) (*engi
 			return nil, fmt.Errorf("runtime: run %s is of integration %s, not %s: %w", runID, run.Integration, job.Integration, ErrRunMismatch)
 		}
 		if run.Finished() {
-			failures, err := rt.Runs().Errors(ctx, tenant, runID)
-			if err != nil {
-				return nil, err
-			}
-			return run.Result(failures), nil
+			return rt.result(ctx, run)
 		}
 		resume = true
 	case errors.Is(err, ErrNotFound):
@@ -398,29 +410,11 @@ func consumerIdle(ctx context.Context, c jetstream.Consumer) (bool, error) {
 
 // finish stores the run's final status with counts derived from its settlements.
 func (r *runner) finish(ctx context.Context, runErr error) (*engine.RunResult, error) {
-	sets, err := r.rt.settlements(ctx, r.tenant, r.runID)
-	if err != nil {
-		return nil, err
+	msg := ""
+	if runErr != nil {
+		msg = runErr.Error()
 	}
-	c := countsOf(sets)
-	run, err := r.rt.updateRun(ctx, r.tenant, r.runID, func(run *Run) error {
-		run.Counts = c
-		run.Status = engine.StatusFor(c, runErr)
-		run.Ended = r.rt.opts.Now()
-		if runErr != nil {
-			run.Error = runErr.Error()
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, err
-	}
-	r.rt.metrics.finished(run)
-	failures, err := r.rt.Runs().Errors(ctx, r.tenant, r.runID)
-	if err != nil {
-		return nil, err
-	}
-	return run.Result(failures), nil
+	return r.rt.endRun(ctx, r.tenant, r.runID, "", msg)
 }
 
 // maxInflightPublishes bounds ingest's unacknowledged publishes.

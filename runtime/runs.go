@@ -102,22 +102,28 @@ func (s *Runs) Get(ctx context.Context, tenant, runID string) (*Run, error) {
 }
 
 func (rt *Runtime) getRun(ctx context.Context, tenant, runID string) (*Run, uint64, error) {
+	return getRecord[Run](ctx, rt.runsKV, tenant, "run", "run id", runID, runKey(tenant, runID))
+}
+
+// getRecord reads a tenant's JSON record (a run, a DLQ entry) and its KV
+// revision; what names it in errors, idName its id.
+func getRecord[T any](ctx context.Context, kv jetstream.KeyValue, tenant, what, idName, id, key string) (*T, uint64, error) {
 	if err := validName("tenant", tenant); err != nil {
 		return nil, 0, err
 	}
-	if err := validName("run id", runID); err != nil {
+	if err := validName(idName, id); err != nil {
 		return nil, 0, err
 	}
-	e, err := rt.runsKV.Get(ctx, runKey(tenant, runID))
+	e, err := kv.Get(ctx, key)
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return nil, 0, fmt.Errorf("run %s of tenant %s: %w", runID, tenant, ErrNotFound)
+		return nil, 0, fmt.Errorf("%s %s of tenant %s: %w", what, id, tenant, ErrNotFound)
 	}
 	if err != nil {
-		return nil, 0, fmt.Errorf("runtime: read run %s: %w", runID, err)
+		return nil, 0, fmt.Errorf("runtime: read %s %s: %w", what, id, err)
 	}
-	var r Run
+	var r T
 	if err := json.Unmarshal(e.Value(), &r); err != nil {
-		return nil, 0, fmt.Errorf("runtime: run %s: %w", runID, err)
+		return nil, 0, fmt.Errorf("runtime: %s %s: %w", what, id, err)
 	}
 	return &r, e.Revision(), nil
 }

@@ -14,9 +14,9 @@ import (
 	"time"
 
 	"github.com/ferryhq/ferry/connectors"
+	"github.com/ferryhq/ferry/engine"
 	"github.com/ferryhq/ferry/lang"
 	"github.com/hashicorp/hcl/v2"
-	"github.com/zclconf/go-cty/cty"
 )
 
 // defaultConnectionTestTimeout is the server's bound on a check
@@ -120,8 +120,7 @@ func testLocalConnection(ctx context.Context, c *ctx, cf *configFlags, dir, name
 		names := sortedKeys(cfg.Connections)
 		return c.errorf("no connection named %q in %s.%s%s", name, dir, suggestName(name, names), listOf("The configuration has", names))
 	}
-	ct, ok := connectors.Lookup(conn.Type)
-	if !ok {
+	if _, ok := connectors.Lookup(conn.Type); !ok {
 		return c.errorf("connection %q has type %q, which this ferry does not have; it has: %s", name, conn.Type, strings.Join(connectors.Types(), ", "))
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
@@ -137,7 +136,7 @@ func testLocalConnection(ctx context.Context, c *ctx, cf *configFlags, dir, name
 		return v, err
 	}
 	start := time.Now()
-	err = checkConnection(ctx, ct, cfg.Dir, conn, resolve)
+	err = checkConnection(ctx, cfg, name, resolve)
 	if errors.Is(err, errNoCheck) {
 		return c.errorf("connectors of type %q have no connection check; run an integration that uses connection %q to try it", conn.Type, name)
 	}
@@ -157,21 +156,12 @@ func testLocalConnection(ctx context.Context, c *ctx, cf *configFlags, dir, name
 // errNoCheck says a connector implements no connectors.Tester.
 var errNoCheck = errors.New("the connector has no connection check")
 
-// checkConnection opens a connection block as a run does (secrets resolved,
-// relative paths against dir), runs the connector's check and closes what it
-// opened.
-func checkConnection(ctx context.Context, ct *connectors.Connector, dir string, c *lang.Connection, secrets func(string) (string, error)) error {
-	v := c.Config
-	if v.Type() == cty.NilType {
-		v = cty.EmptyObjectVal
-	}
-	v, err := lang.ResolveSecrets(v, secrets)
+// checkConnection opens a connection as a run does, runs the connector's
+// check and closes what it opened.
+func checkConnection(ctx context.Context, cfg *lang.Config, name string, secrets func(string) (string, error)) error {
+	conn, err := engine.OpenConnection(cfg, name, secrets)
 	if err != nil {
 		return err
-	}
-	conn, err := ct.Open(connectors.Env{Dir: dir}, v)
-	if err != nil {
-		return fmt.Errorf("opening the connection: %w", err)
 	}
 	if cl, ok := conn.(interface{ Close() error }); ok {
 		defer cl.Close()
