@@ -1,6 +1,7 @@
 package lang
 
 import (
+	"cmp"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -105,7 +106,36 @@ func LoadSources(dir string, sources map[string][]byte, opts LoadOptions) (*Conf
 	}
 	l.load(sources)
 	l.cfg.Files = l.parser.Files()
+	sortDiagnostics(l.diags)
 	return l.cfg, l.diags
+}
+
+// sortDiagnostics puts diagnostics in source order. hcl reports some of them
+// (unsupported arguments, for one) by walking a map, so without this the same
+// configuration could list its errors in a different order on every load.
+// Diagnostics without a position come first, in the order they were made.
+func sortDiagnostics(diags hcl.Diagnostics) {
+	slices.SortStableFunc(diags, func(a, b *hcl.Diagnostic) int {
+		switch {
+		case a.Subject == nil || b.Subject == nil:
+			return cmp.Compare(boolInt(a.Subject != nil), boolInt(b.Subject != nil))
+		case a.Subject.Filename != b.Subject.Filename:
+			return strings.Compare(a.Subject.Filename, b.Subject.Filename)
+		}
+		return cmp.Or(
+			cmp.Compare(a.Subject.Start.Byte, b.Subject.Start.Byte),
+			cmp.Compare(a.Subject.End.Byte, b.Subject.End.Byte),
+			strings.Compare(a.Summary, b.Summary),
+			strings.Compare(a.Detail, b.Detail),
+		)
+	})
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 func emptyConfig(dir string) *Config {

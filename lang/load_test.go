@@ -1,6 +1,7 @@
 package lang
 
 import (
+	"fmt"
 	"reflect"
 	"strings"
 	"testing"
@@ -266,4 +267,34 @@ func TestLoadFullConfig(t *testing.T) {
 		t.Errorf("addresses = %v", addrs)
 	}
 	_ = cty.NilVal
+}
+
+// Found by FuzzLoad in CI: hcl reports unsupported arguments by walking a map,
+// so the same file listed its errors in a different order from load to load.
+func TestLoadDiagnosticsInSourceOrder(t *testing.T) {
+	src := []byte("Y = 1\nZ = 2\nA = 3\nconnection \"c\" {\n  type = \"file\"\n  q = 1\n  p = 2\n}\n")
+	var first string
+	for i := range 40 {
+		_, diags := LoadSources(t.TempDir(), map[string][]byte{"main.hcl": src}, LoadOptions{})
+		var lines []string
+		for _, d := range diags {
+			lines = append(lines, fmt.Sprintf("%v %s: %s", d.Subject, d.Summary, d.Detail))
+		}
+		got := strings.Join(lines, "\n")
+		if i == 0 {
+			first = got
+			for _, want := range []string{`"Y"`, `"Z"`, `"A"`} {
+				if !strings.Contains(got, want) {
+					t.Fatalf("no diagnostic for %s:\n%s", want, got)
+				}
+			}
+			if strings.Index(got, `"Y"`) > strings.Index(got, `"Z"`) || strings.Index(got, `"Z"`) > strings.Index(got, `"A"`) {
+				t.Fatalf("diagnostics not in source order:\n%s", got)
+			}
+			continue
+		}
+		if got != first {
+			t.Fatalf("load %d listed diagnostics differently:\n%s\n---\n%s", i, first, got)
+		}
+	}
 }
