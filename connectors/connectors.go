@@ -8,11 +8,13 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"path/filepath"
 	"sort"
 	"sync"
 
 	"github.com/hashicorp/hcl/v2/hcldec"
 	"github.com/zclconf/go-cty/cty"
+	"github.com/zclconf/go-cty/cty/gocty"
 )
 
 // Record is one unit of data flowing through a pipeline.
@@ -114,6 +116,38 @@ type Connection interface {
 type Env struct {
 	// Dir is the directory of the configuration; relative paths resolve against it.
 	Dir string
+	// Root, when set, confines the connector: it must not touch the file
+	// system outside this directory. A server sets it to the tenant's files
+	// directory, so that one tenant cannot read or write the host's files or
+	// another tenant's; ferry run leaves it empty (the user's own machine).
+	// Connectors resolve the paths they are given with InRoot and open them
+	// through an os.Root, which also refuses symbolic links leading out.
+	Root string
+}
+
+// InRoot returns where p, a path relative to Dir, lies inside Root, as a
+// local path for the methods of an os.Root opened on Root ("." for Root
+// itself). It refuses an absolute p, and one whose ".." lead out of Root,
+// with an error that names p. Call it only when Root is set.
+func (e Env) InRoot(p string) (string, error) {
+	if filepath.IsAbs(p) || filepath.VolumeName(p) != "" {
+		return "", fmt.Errorf("path %q is absolute; on this server paths must be relative to the tenant's files directory", p)
+	}
+	base := "."
+	if e.Dir != "" && filepath.Clean(e.Dir) != filepath.Clean(e.Root) {
+		dir, derr := filepath.Abs(e.Dir)
+		root, rerr := filepath.Abs(e.Root)
+		rel, err := filepath.Rel(root, dir)
+		if derr != nil || rerr != nil || err != nil || !filepath.IsLocal(rel) {
+			return "", fmt.Errorf("path %q: the configuration's directory is outside the tenant's files directory", p)
+		}
+		base = rel
+	}
+	full := filepath.Join(base, p)
+	if !filepath.IsLocal(full) {
+		return "", fmt.Errorf("path %q leads out of the tenant's files directory; on this server paths must be relative to the tenant's files directory and stay inside it", p)
+	}
+	return full, nil
 }
 
 // Connector describes one connector type.
@@ -131,6 +165,13 @@ type Connector struct {
 	Target hcldec.ObjectSpec
 	// Open opens a connection from its decoded attributes, secrets resolved.
 	Open func(env Env, cfg cty.Value) (Connection, error)
+	// Check, when set, checks the attributes of a connection block, and of a
+	// source or a target block that uses it (cty.NilVal when none), against
+	// env without touching the file system or the network: a server calls
+	// it when a configuration is planned or applied, so that a path leading
+	// out of env.Root is refused then rather than when a run opens it.
+	// Values a run only knows (secrets) are null here.
+	Check func(env Env, conn, source, target cty.Value) error
 }
 
 var (
@@ -215,4 +256,21 @@ func OpenSink(conn Connection, cfg cty.Value, opts SinkOptions) (Sink, error) {
 		return o.SinkWith(cfg, opts)
 	}
 	return conn.Sink(cfg)
+}
+
+// DecodeConfig decodes a connection, source or target block's decoded
+// attributes (cfg, as Open, Source and Sink get them) into a struct with cty
+// tags. what names the block in errors ("http connection"); a null cfg
+// leaves into as it is. Errors are permanent: the configuration is wrong.
+func DecodeConfig(cfg cty.Value, into any, what string) error {
+	if cfg == cty.NilVal || cfg.IsNull() {
+		return nil
+	}
+	if !cfg.IsWhollyKnown() {
+		return Permanent(fmt.Errorf("%s: configuration is not known yet", what))
+	}
+	if err := gocty.FromCtyValue(cfg, into); err != nil {
+		return Permanent(fmt.Errorf("%s: invalid configuration: %w", what, err))
+	}
+	return nil
 }

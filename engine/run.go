@@ -522,7 +522,8 @@ func (p *Program) openConnection(name string, secrets func(string) (string, erro
 }
 
 // OpenConnection opens connection name of cfg as a run does: secrets
-// resolved, relative paths against the configuration's directory. The
+// resolved, relative paths against the configuration's directory, file
+// system access confined to cfg.Root when set. The
 // caller closes it when it implements io.Closer (a postgres pool).
 func OpenConnection(cfg *lang.Config, name string, secrets func(string) (string, error)) (connectors.Connection, error) {
 	c, ok := cfg.Connections[name]
@@ -537,7 +538,7 @@ func OpenConnection(cfg *lang.Config, name string, secrets func(string) (string,
 	if err != nil {
 		return nil, fmt.Errorf("connection %q: %w", name, err)
 	}
-	conn, err := ct.Open(connectors.Env{Dir: cfg.Dir}, v)
+	conn, err := ct.Open(connectors.Env{Dir: cfg.Dir, Root: cfg.Root}, v)
 	if err != nil {
 		return nil, fmt.Errorf("opening connection %q: %w", name, err)
 	}

@@ -579,6 +579,7 @@ func (l *loader) decodeTargetBlock(b *hcl.Block, from string) (*Target, hcl.Diag
 		{Name: "connection", Required: true},
 		{Name: "operation"},
 		{Name: "batch_size"},
+		{Name: "timeout"},
 	}}
 	if pathIsExpr {
 		schema.Attributes = append(schema.Attributes, hcl.AttributeSchema{Name: "path"})
@@ -595,6 +596,7 @@ func (l *loader) decodeTargetBlock(b *hcl.Block, from string) (*Target, hcl.Diag
 	l.addVarDeps(from, content.Attributes)
 	t.Operation = l.oneOf(content.Attributes, "operation", t.Operation, operationNames(), "Invalid operation", &diags)
 	t.BatchSize = l.getInt(content.Attributes, "batch_size", 100, 1, &diags)
+	t.Timeout = l.getDuration(content.Attributes, "timeout", 0, &diags)
 	if a, ok := content.Attributes["path"]; ok {
 		e, d := l.decodeExpr(a.Expr, "target path")
 		diags = append(diags, d...)

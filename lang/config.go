@@ -16,6 +16,10 @@ import (
 type Config struct {
 	// Dir is the directory the files were loaded from.
 	Dir string
+	// Root, when set, confines the connectors: they must not touch the file
+	// system outside it (connectors.Env.Root). A server sets it to the
+	// tenant's files directory; ferry run leaves it empty.
+	Root string
 	// Files maps file name (as given in diagnostics) to its parsed file, for snippets.
 	Files map[string]*hcl.File
 
@@ -169,6 +173,9 @@ type Target struct {
 	Operation  string // create | update | upsert | delete
 	Path       *Expr  // optional per-record path expression
 	BatchSize  int    // records per sink call (default 100)
+	// Timeout bounds one sink call (a batch of BatchSize records); 0: the
+	// runtime's default (ferry run/serve --sink-timeout, else 5m).
+	Timeout time.Duration
 	// Config holds the connector-specific attributes.
 	Config          cty.Value
 	ConnectionRange hcl.Range

@@ -511,7 +511,7 @@ func specFor(typ string, body map[string]any) *bodySpec {
 		return &bodySpec{attrs: schemaAttrs(mappingSchema)}
 	case "integration":
 		source := &bodySpec{attrs: schemaAttrs(sourceSchema), refs: map[string]string{"connection": kindConnection}}
-		target := &bodySpec{attrs: []string{"connection", "operation", "batch_size", "path"}, refs: map[string]string{"connection": kindConnection}}
+		target := &bodySpec{attrs: []string{"connection", "operation", "batch_size", "timeout", "path"}, refs: map[string]string{"connection": kindConnection}}
 		for _, t := range connectors.Types() {
 			conn, _ := connectors.Lookup(t)
 			source.addConnectorSpec(conn.Source)

@@ -3,7 +3,6 @@ package file
 import (
 	"errors"
 	"io"
-	"os"
 )
 
 // readArray emits the elements of a top-level JSON array.
@@ -75,7 +74,7 @@ var errStructure = errors.New("unbalanced brackets")
 func (r *fileReader) truncated(err error) error {
 	if err == io.EOF || err == io.ErrUnexpectedEOF {
 		var off int64
-		if fi, statErr := os.Stat(r.path); statErr == nil {
+		if fi, statErr := r.f.Stat(); statErr == nil {
 			off = fi.Size() - r.skipped
 		}
 		return r.jsonErrf(off, "unexpected end of file (the file is truncated or a bracket is missing)")

@@ -34,9 +34,21 @@ func benchFile(b *testing.B, format string) (dir, name string, size int64) {
 	return dir, name, fi.Size()
 }
 
-func benchRead(b *testing.B, format string) {
+// benchConn opens a file connection in dir, confined to it (as on ferry serve) or not.
+func benchConn(b *testing.B, dir string, confined bool) connectors.Connection {
+	if !confined {
+		return openConn(b, dir, "")
+	}
+	conn, err := Open(connectors.Env{Dir: dir, Root: dir}, decodeHCL(b, ConnectionSpec, ""))
+	if err != nil {
+		b.Fatal(err)
+	}
+	return conn
+}
+
+func benchRead(b *testing.B, format string, confined bool) {
 	dir, name, size := benchFile(b, format)
-	src := newSource(b, openConn(b, dir, ""), `path = "`+name+`"`)
+	src := newSource(b, benchConn(b, dir, confined), `path = "`+name+`"`)
 	b.SetBytes(size)
 	b.ReportAllocs()
 	b.ResetTimer()
@@ -50,10 +62,16 @@ func benchRead(b *testing.B, format string) {
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*benchRecords), "ns/record")
 }
 
-func BenchmarkReadNDJSON(b *testing.B)    { benchRead(b, "ndjson") }
-func BenchmarkReadJSONArray(b *testing.B) { benchRead(b, "json") }
+func BenchmarkReadNDJSON(b *testing.B)    { benchRead(b, "ndjson", false) }
+func BenchmarkReadJSONArray(b *testing.B) { benchRead(b, "json", false) }
 
-func BenchmarkWriteNDJSON(b *testing.B) {
+// Confined: the files are opened through an os.Root.
+func BenchmarkReadNDJSONConfined(b *testing.B)  { benchRead(b, "ndjson", true) }
+func BenchmarkWriteNDJSONConfined(b *testing.B) { benchWrite(b, true) }
+
+func BenchmarkWriteNDJSON(b *testing.B) { benchWrite(b, false) }
+
+func benchWrite(b *testing.B, confined bool) {
 	dir, name, size := benchFile(b, "ndjson")
 	f, err := os.Open(filepath.Join(dir, name))
 	if err != nil {
@@ -70,7 +88,7 @@ func BenchmarkWriteNDJSON(b *testing.B) {
 		writes = append(writes, connectors.Write{Operation: connectors.OpUpsert, Record: m})
 	}
 	f.Close()
-	conn := openConn(b, dir, "")
+	conn := benchConn(b, dir, confined)
 	cfg := decodeHCL(b, TargetSpec, `path = "out.ndjson"`)
 	b.SetBytes(size)
 	b.ReportAllocs()

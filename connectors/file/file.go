@@ -27,6 +27,11 @@
 //	    append     = false                      # default false: the file is truncated when the run starts
 //	  }
 //	}
+//
+// Confined (connectors.Env.Root set, as on ferry serve), every path must be
+// relative and stay inside the root, and files are opened through an os.Root,
+// so that neither "..", an absolute path, a glob nor a symbolic link reaches
+// a file outside it.
 package file
 
 import (
@@ -40,7 +45,6 @@ import (
 
 	"github.com/hashicorp/hcl/v2/hcldec"
 	"github.com/zclconf/go-cty/cty"
-	"github.com/zclconf/go-cty/cty/gocty"
 
 	"github.com/ferryhq/ferry/connectors"
 )
@@ -91,6 +95,7 @@ func init() {
 		Source:      SourceSpec,
 		Target:      TargetSpec,
 		Open:        Open,
+		Check:       check,
 	})
 }
 
@@ -118,6 +123,10 @@ type Connection struct {
 	Dir string
 	// Format is the default format of sources and targets ("" = none).
 	Format string
+
+	// root confines the connection (connectors.Env.Root; "" = not confined);
+	// rel is Dir inside it, a local path for the methods of an os.Root.
+	root, rel string
 }
 
 var (
@@ -133,14 +142,14 @@ func Open(env connectors.Env, cfg cty.Value) (connectors.Connection, error) {
 	if err := decode(cfg, &c, "connection"); err != nil {
 		return nil, err
 	}
-	dir := env.Dir
-	if dir == "" {
-		dir = "."
+	conn := &Connection{Dir: baseDir(env, str(c.Path))}
+	if env.Root != "" {
+		rel, err := env.InRoot(str(c.Path))
+		if err != nil {
+			return nil, connectors.Permanent(fmt.Errorf("file connection: %w", err))
+		}
+		conn.root, conn.rel = env.Root, rel
 	}
-	if p := str(c.Path); p != "" {
-		dir = resolve(dir, p)
-	}
-	conn := &Connection{Dir: filepath.Clean(dir)}
 	if f := str(c.Format); f != "" {
 		if !oneOf(f, FormatAuto, FormatJSON, FormatNDJSON, FormatCSV) {
 			return nil, connectors.Permanent(fmt.Errorf(`file connection: unknown format %q; use "json", "ndjson", "csv" or "auto"`, f))
@@ -150,28 +159,106 @@ func Open(env connectors.Env, cfg cty.Value) (connectors.Connection, error) {
 	return conn, nil
 }
 
+// baseDir is the directory of a connection whose path is p.
+func baseDir(env connectors.Env, p string) string {
+	dir := env.Dir
+	if dir == "" {
+		dir = "."
+	}
+	if p != "" {
+		dir = resolve(dir, p)
+	}
+	return filepath.Clean(dir)
+}
+
 // Test checks that the base directory exists and can be read.
 func (c *Connection) Test(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	fi, err := os.Stat(c.Dir)
+	if c.root == "" {
+		fi, err := os.Stat(c.Dir)
+		return c.checkDir(fi, err, func() (*os.File, error) { return os.Open(c.Dir) }, func(error) string { return "" })
+	}
+	root, err := os.OpenRoot(c.root)
+	if err != nil {
+		return c.checkDir(nil, err, nil, escapeHint)
+	}
+	defer root.Close()
+	fi, err := root.Stat(c.rel)
+	return c.checkDir(fi, err, func() (*os.File, error) { return root.Open(c.rel) }, escapeHint)
+}
+
+// checkDir judges the base directory from its Stat (fi, err), then reads it
+// with open; hint adds to an error that is neither a missing file nor a
+// denied one. Confined or not, the checks and their messages are the same.
+func (c *Connection) checkDir(fi os.FileInfo, err error, open func() (*os.File, error), hint func(error) string) error {
 	if errors.Is(err, os.ErrNotExist) {
 		return connectors.Permanent(fmt.Errorf("file connection: directory %s does not exist; create it or fix the connection's path", c.Dir))
 	}
 	if err != nil {
-		return connectors.Permanent(fmt.Errorf("file connection: %w", err))
+		return connectors.Permanent(fmt.Errorf("file connection: %w%s", err, hint(err)))
 	}
 	if !fi.IsDir() {
 		return connectors.Permanent(fmt.Errorf("file connection: %s is not a directory; the connection's path must name a directory", c.Dir))
 	}
-	d, err := os.Open(c.Dir)
+	d, err := open()
 	if err != nil {
 		return connectors.Permanent(fmt.Errorf("file connection: cannot read directory %s: %w; check its permissions", c.Dir, err))
 	}
 	defer d.Close()
 	if _, err := d.Readdirnames(1); err != nil && err != io.EOF {
 		return connectors.Permanent(fmt.Errorf("file connection: cannot read directory %s: %w; check its permissions", c.Dir, err))
+	}
+	return nil
+}
+
+// escapeHint follows an error of an os.Root: other than a missing file or a
+// permission, its error ("path escapes from parent") means a symbolic link
+// that leads out of the root.
+func escapeHint(err error) string {
+	if errors.Is(err, os.ErrNotExist) || errors.Is(err, os.ErrPermission) {
+		return ""
+	}
+	return "; on this server a path must stay inside the tenant's files directory, and so must the symbolic links it goes through"
+}
+
+// inRoot is connectors.Env.InRoot for a path relative to the connection's directory.
+func (c *Connection) inRoot(p string) (string, error) {
+	return connectors.Env{Dir: c.Dir, Root: c.root}.InRoot(p)
+}
+
+// check is the connector's Check: the paths known before a run must stay
+// inside env.Root. It touches nothing.
+func check(env connectors.Env, conn, source, target cty.Value) error {
+	if env.Root == "" {
+		return nil
+	}
+	var cc connectionConfig
+	if err := decode(conn, &cc, "connection"); err != nil {
+		return err
+	}
+	if _, err := env.InRoot(str(cc.Path)); err != nil {
+		return connectors.Permanent(fmt.Errorf("file connection: %w", err))
+	}
+	c := &Connection{Dir: baseDir(env, str(cc.Path)), root: env.Root}
+	if source != cty.NilVal {
+		var sc sourceConfig
+		if err := decode(source, &sc, "source"); err != nil {
+			return err
+		}
+		if _, err := c.inRoot(str(sc.Path)); err != nil {
+			return connectors.Permanent(fmt.Errorf("file source: %w", err))
+		}
+	}
+	if target != cty.NilVal {
+		var tc targetConfig
+		if err := decode(target, &tc, "target"); err != nil {
+			return err
+		}
+		if _, err := c.inRoot(str(tc.Path)); err != nil {
+			return connectors.Permanent(fmt.Errorf("file target: %w", err))
+		}
 	}
 	return nil
 }
@@ -196,7 +283,14 @@ func (c *Connection) Source(cfg cty.Value) (connectors.Source, error) {
 	if !oneOf(format, FormatAuto, FormatJSON, FormatNDJSON, FormatCSV) {
 		return nil, connectors.Permanent(fmt.Errorf(`file source %q: unknown format %q; use "json", "ndjson", "csv" or "auto"`, pattern, format))
 	}
-	s := &source{dir: c.Dir, pattern: pattern, format: format}
+	s := &source{dir: c.Dir, pattern: pattern, format: format, root: c.root}
+	if c.root != "" {
+		rel, err := c.inRoot(pattern)
+		if err != nil {
+			return nil, connectors.Permanent(fmt.Errorf("file source: %w", err))
+		}
+		s.rel, s.relDir = rel, c.rel
+	}
 	if r := str(sc.Records); r != "" {
 		if format == FormatNDJSON || format == FormatCSV {
 			return nil, connectors.Permanent(fmt.Errorf(`file source %q: records applies only to JSON documents, not format %q; remove records or set format = "json"`, pattern, format))
@@ -252,20 +346,56 @@ func (c *Connection) SinkWith(cfg cty.Value, opts connectors.SinkOptions) (conne
 		seen[col] = true
 	}
 	appendMode := (tc.Append != nil && *tc.Append) || opts.Continue
-	return openSink(resolve(c.Dir, p), p, format, tc.Columns, appendMode)
+	flags := os.O_WRONLY | os.O_CREATE | os.O_TRUNC
+	if appendMode {
+		flags = os.O_RDWR | os.O_CREATE
+	}
+	f, err := c.openTarget(p, flags)
+	if err != nil {
+		return nil, err
+	}
+	return openSink(f, p, format, tc.Columns, appendMode)
+}
+
+// openTarget creates the directory of target path p and opens p with flags.
+func (c *Connection) openTarget(p string, flags int) (*os.File, error) {
+	if c.root == "" {
+		path := resolve(c.Dir, p)
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			return nil, connectors.Permanent(fmt.Errorf("file target %s: cannot create its directory: %w", p, err))
+		}
+		f, err := os.OpenFile(path, flags, 0o644)
+		if err != nil {
+			return nil, connectors.Permanent(fmt.Errorf("file target %s: cannot open for writing: %w", p, err))
+		}
+		return f, nil
+	}
+	rel, err := c.inRoot(p)
+	if err != nil {
+		return nil, connectors.Permanent(fmt.Errorf("file target: %w", err))
+	}
+	// The root itself is the server's choice (a tenant's directory, created
+	// on first use); everything below it goes through the os.Root.
+	if err := os.MkdirAll(c.root, 0o755); err != nil {
+		return nil, connectors.Permanent(fmt.Errorf("file target %s: cannot create the tenant's files directory: %w", p, err))
+	}
+	root, err := os.OpenRoot(c.root)
+	if err != nil {
+		return nil, connectors.Permanent(fmt.Errorf("file target %s: %w", p, err))
+	}
+	defer root.Close()
+	if err := root.MkdirAll(filepath.Dir(rel), 0o755); err != nil {
+		return nil, connectors.Permanent(fmt.Errorf("file target %s: cannot create its directory: %w%s", p, err, escapeHint(err)))
+	}
+	f, err := root.OpenFile(rel, flags, 0o644)
+	if err != nil {
+		return nil, connectors.Permanent(fmt.Errorf("file target %s: cannot open for writing: %w%s", p, err, escapeHint(err)))
+	}
+	return f, nil
 }
 
 func decode(cfg cty.Value, into any, what string) error {
-	if cfg == cty.NilVal || cfg.IsNull() {
-		return nil
-	}
-	if !cfg.IsWhollyKnown() {
-		return connectors.Permanent(fmt.Errorf("file %s: configuration is not known yet", what))
-	}
-	if err := gocty.FromCtyValue(cfg, into); err != nil {
-		return connectors.Permanent(fmt.Errorf("file %s: invalid configuration: %w", what, err))
-	}
-	return nil
+	return connectors.DecodeConfig(cfg, into, "file "+what)
 }
 
 func str(p *string) string {

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"sort"
@@ -25,6 +26,10 @@ type source struct {
 	pattern string   // path or glob, as configured (relative to dir unless absolute)
 	format  string   // json | ndjson | csv | auto
 	records []string // path to the array inside a JSON document; nil = top level
+
+	// Confined (root set): rel is the pattern and relDir the connection's
+	// directory inside root, and files are listed and opened through an os.Root.
+	root, rel, relDir string
 }
 
 var _ connectors.Source = (*source)(nil)
@@ -36,7 +41,18 @@ var _ connectors.Source = (*source)(nil)
 // Files have no cursor of their own: when req names a CursorField and a Cursor,
 // the source still emits every record and the engine filters by cursor.
 func (s *source) Read(ctx context.Context, req connectors.ReadRequest, emit func(connectors.Record) error) error {
-	files, err := s.files()
+	var root *os.Root
+	if s.root != "" {
+		var err error
+		if root, err = os.OpenRoot(s.root); err != nil {
+			if errors.Is(err, os.ErrNotExist) {
+				return connectors.Permanent(fmt.Errorf("file source: file %q not found: the tenant's files directory does not exist yet; write the file there first", s.pattern))
+			}
+			return fmt.Errorf("file source: %w", err)
+		}
+		defer root.Close()
+	}
+	files, err := s.files(root)
 	if err != nil {
 		return err
 	}
@@ -44,27 +60,52 @@ func (s *source) Read(ctx context.Context, req connectors.ReadRequest, emit func
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		if err := s.readFile(ctx, path, emit); err != nil {
+		if err := s.readFile(ctx, root, path, emit); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// files returns the regular files matching the pattern, sorted.
-func (s *source) files() ([]string, error) {
-	full := resolve(s.dir, s.pattern)
-	matches, err := filepath.Glob(full)
+// files returns the regular files matching the pattern, sorted; confined,
+// as paths inside root, listed and checked through it.
+func (s *source) files(root *os.Root) ([]string, error) {
+	var (
+		matches []string
+		err     error
+		stat    = os.Stat
+		statErr error // confined: why a match was left out, other than not existing
+	)
+	if root == nil {
+		matches, err = filepath.Glob(resolve(s.dir, s.pattern))
+	} else {
+		stat = root.Stat
+		if hasMeta(s.rel) {
+			// fs.Glob lists directories through the root, so a directory
+			// symlinked out of it is never listed.
+			matches, err = fs.Glob(root.FS(), filepath.ToSlash(s.rel))
+		} else {
+			// Not through fs.Glob, which would drop a symbolic link leading
+			// out without saying why.
+			matches = []string{s.rel}
+		}
+	}
 	if err != nil {
 		return nil, connectors.Permanent(fmt.Errorf("file source: invalid path pattern %q: %w; check the brackets and escapes in path", s.pattern, err))
 	}
 	files := matches[:0]
 	for _, m := range matches {
-		fi, err := os.Stat(m)
+		fi, err := stat(m)
 		if err != nil || fi.IsDir() {
+			if root != nil && err != nil && !errors.Is(err, os.ErrNotExist) && statErr == nil {
+				statErr = err
+			}
 			continue
 		}
 		files = append(files, m)
+	}
+	if len(files) == 0 && statErr != nil {
+		return nil, connectors.Permanent(fmt.Errorf("file source: cannot read %q: %w%s", s.pattern, statErr, escapeHint(statErr)))
 	}
 	if len(files) == 0 {
 		if !hasMeta(s.pattern) {
@@ -81,7 +122,11 @@ func hasMeta(p string) bool { return strings.ContainsAny(p, `*?[\`) }
 // displayName is how a file appears in positions and errors: relative to the
 // connection's directory when it lies inside it.
 func (s *source) displayName(path string) string {
-	if rel, err := filepath.Rel(s.dir, path); err == nil && !strings.HasPrefix(rel, "..") {
+	dir := s.dir
+	if s.root != "" {
+		dir = s.relDir
+	}
+	if rel, err := filepath.Rel(dir, path); err == nil && !strings.HasPrefix(rel, "..") {
 		return filepath.ToSlash(rel)
 	}
 	return filepath.ToSlash(path)
@@ -89,9 +134,15 @@ func (s *source) displayName(path string) string {
 
 var utf8BOM = []byte{0xEF, 0xBB, 0xBF}
 
-func (s *source) readFile(ctx context.Context, path string, emit func(connectors.Record) error) error {
+func (s *source) readFile(ctx context.Context, root *os.Root, path string, emit func(connectors.Record) error) error {
 	name := s.displayName(path)
-	f, err := os.Open(path)
+	var f *os.File
+	var err error
+	if root != nil {
+		f, err = root.Open(path)
+	} else {
+		f, err = os.Open(path)
+	}
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) || errors.Is(err, os.ErrPermission) {
 			return connectors.Permanent(fmt.Errorf("file source: cannot open %s: %w", name, err))
@@ -100,7 +151,7 @@ func (s *source) readFile(ctx context.Context, path string, emit func(connectors
 	}
 	defer f.Close()
 
-	r := &fileReader{ctx: ctx, name: name, path: path, br: bufio.NewReaderSize(f, bufferSize), emit: emit}
+	r := &fileReader{ctx: ctx, name: name, f: f, br: bufio.NewReaderSize(f, bufferSize), emit: emit}
 	if b, _ := r.br.Peek(len(utf8BOM)); bytes.Equal(b, utf8BOM) {
 		r.br.Discard(len(utf8BOM))
 		r.skipped = int64(len(utf8BOM))
@@ -143,8 +194,8 @@ func (s *source) readFile(ctx context.Context, path string, emit func(connectors
 // fileReader reads the records of one file.
 type fileReader struct {
 	ctx     context.Context
-	name    string // display name
-	path    string // file system path
+	name    string   // display name
+	f       *os.File // the file, which error reports read again at an offset
 	br      *bufio.Reader
 	skipped int64 // bytes consumed before the format reader started (a BOM)
 	emit    func(connectors.Record) error
@@ -368,7 +419,7 @@ func (r *fileReader) jsonErr(dec *json.Decoder, err error) error {
 		return r.jsonErrf(r.rescan(dec.InputOffset()), "%s", se.Error())
 	case err == io.EOF || err == io.ErrUnexpectedEOF:
 		offset := dec.InputOffset()
-		if fi, err := os.Stat(r.path); err == nil {
+		if fi, err := r.f.Stat(); err == nil {
 			offset = fi.Size() - r.skipped
 		}
 		return r.jsonErrf(offset, "unexpected end of file (the file is truncated or a bracket is missing)")
@@ -380,17 +431,9 @@ func (r *fileReader) jsonErr(dec *json.Decoder, err error) error {
 // fresh decoder and returns the offset of its syntax error, or start if it has
 // none (the error was between values) or is too large to rescan.
 func (r *fileReader) rescan(start int64) int64 {
-	f, err := os.Open(r.path)
-	if err != nil {
-		return start
-	}
-	defer f.Close()
-	if _, err := f.Seek(start+r.skipped, io.SeekStart); err != nil {
-		return start
-	}
 	var raw json.RawMessage
 	var se *json.SyntaxError
-	if err := json.NewDecoder(io.LimitReader(f, maxLineSize)).Decode(&raw); errors.As(err, &se) && se.Offset > 0 {
+	if err := json.NewDecoder(io.NewSectionReader(r.f, start+r.skipped, maxLineSize)).Decode(&raw); errors.As(err, &se) && se.Offset > 0 {
 		return start + se.Offset - 1 // Offset counts the offending byte
 	}
 	return start
@@ -399,20 +442,15 @@ func (r *fileReader) rescan(start int64) int64 {
 // jsonErrf reports a JSON problem at a byte offset (after the BOM) of the file.
 func (r *fileReader) jsonErrf(offset int64, format string, args ...any) error {
 	offset += r.skipped
-	line, col := lineCol(r.path, offset)
+	line, col := lineCol(r.f, offset)
 	return connectors.Permanent(fmt.Errorf("file source: %s: invalid JSON at line %d, column %d (byte offset %d), after record %d: %s; fix the file, or set format = \"ndjson\" if it holds one JSON value per line",
 		r.name, line, col, offset, r.n, fmt.Sprintf(format, args...)))
 }
 
 // lineCol converts a byte offset of a file into a 1-based line and column.
-func lineCol(path string, offset int64) (line, col int) {
+func lineCol(f io.ReaderAt, offset int64) (line, col int) {
 	line, col = 1, 1
-	f, err := os.Open(path)
-	if err != nil {
-		return line, col
-	}
-	defer f.Close()
-	br := bufio.NewReaderSize(io.LimitReader(f, offset), 64<<10)
+	br := bufio.NewReaderSize(io.NewSectionReader(f, 0, offset), 64<<10)
 	for {
 		b, err := br.ReadByte()
 		if err != nil {

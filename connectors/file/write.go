@@ -11,7 +11,6 @@ import (
 	"io"
 	"math"
 	"os"
-	"path/filepath"
 	"slices"
 	"sort"
 	"strconv"
@@ -29,7 +28,6 @@ import (
 type sink struct {
 	mu     sync.Mutex
 	name   string // the path as configured, for messages
-	path   string
 	format string
 
 	f       *os.File
@@ -88,22 +86,11 @@ func (s *sink) Flush(ctx context.Context) error {
 	return nil
 }
 
-func openSink(path, name, format string, columns []string, appendMode bool) (*sink, error) {
-	s := &sink{name: name, path: path, format: format, columns: slices.Clone(columns)}
+// openSink writes to f, opened by Connection.openTarget; it closes f on error.
+func openSink(f *os.File, name, format string, columns []string, appendMode bool) (*sink, error) {
+	s := &sink{name: name, format: format, columns: slices.Clone(columns)}
 	s.enc = json.NewEncoder(&s.scratch)
 	s.enc.SetEscapeHTML(false)
-
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return nil, connectors.Permanent(fmt.Errorf("file target %s: cannot create its directory: %w", name, err))
-	}
-	flags := os.O_WRONLY | os.O_CREATE | os.O_TRUNC
-	if appendMode {
-		flags = os.O_RDWR | os.O_CREATE
-	}
-	f, err := os.OpenFile(path, flags, 0o644)
-	if err != nil {
-		return nil, connectors.Permanent(fmt.Errorf("file target %s: cannot open for writing: %w", name, err))
-	}
 	s.f = f
 	if err := s.start(appendMode); err != nil {
 		f.Close()

@@ -83,7 +83,6 @@ import (
 
 	"github.com/hashicorp/hcl/v2/hcldec"
 	"github.com/zclconf/go-cty/cty"
-	"github.com/zclconf/go-cty/cty/gocty"
 
 	"github.com/ferryhq/ferry/connectors"
 )
@@ -168,6 +167,7 @@ func init() {
 		Source:      SourceSpec,
 		Target:      TargetSpec,
 		Open:        Open,
+		Check:       check,
 	})
 }
 
@@ -299,7 +299,7 @@ func buildTLS(env connectors.Env, c *tlsConfig) (*tls.Config, error) {
 	}
 	if f := str(c.CAFile); f != "" {
 		p := resolve(env.Dir, f)
-		pem, err := os.ReadFile(p)
+		pem, err := readFile(env, f)
 		if err != nil {
 			return nil, fmt.Errorf("tls ca_file: %w", err)
 		}
@@ -317,7 +317,15 @@ func buildTLS(env connectors.Env, c *tlsConfig) (*tls.Config, error) {
 		return nil, errors.New("tls: cert_file and key_file go together; set both for a client certificate, or neither")
 	}
 	if cert != "" {
-		pair, err := tls.LoadX509KeyPair(resolve(env.Dir, cert), resolve(env.Dir, key))
+		certPEM, err := readFile(env, cert)
+		if err != nil {
+			return nil, fmt.Errorf("tls client certificate: %w", err)
+		}
+		keyPEM, err := readFile(env, key)
+		if err != nil {
+			return nil, fmt.Errorf("tls client certificate: %w", err)
+		}
+		pair, err := tls.X509KeyPair(certPEM, keyPEM)
 		if err != nil {
 			return nil, fmt.Errorf("tls client certificate: %w", err)
 		}
@@ -381,16 +389,7 @@ func (c *Connection) resolvePath(p string) string {
 }
 
 func decode(cfg cty.Value, into any, what string) error {
-	if cfg == cty.NilVal || cfg.IsNull() {
-		return nil
-	}
-	if !cfg.IsWhollyKnown() {
-		return connectors.Permanent(fmt.Errorf("http %s: configuration is not known yet", what))
-	}
-	if err := gocty.FromCtyValue(cfg, into); err != nil {
-		return connectors.Permanent(fmt.Errorf("http %s: invalid configuration: %w", what, err))
-	}
-	return nil
+	return connectors.DecodeConfig(cfg, into, "http "+what)
 }
 
 func str(p *string) string {
@@ -398,6 +397,48 @@ func str(p *string) string {
 		return ""
 	}
 	return *p
+}
+
+// readFile reads a file the configuration names (a CA, a client certificate
+// or key): relative to env.Dir, and confined to env.Root when set, so that a
+// tenant of a server cannot have the host's or another tenant's key read.
+func readFile(env connectors.Env, p string) ([]byte, error) {
+	if env.Root == "" {
+		return os.ReadFile(resolve(env.Dir, p))
+	}
+	rel, err := env.InRoot(p)
+	if err != nil {
+		return nil, err
+	}
+	root, err := os.OpenRoot(env.Root)
+	if err != nil {
+		return nil, err
+	}
+	defer root.Close()
+	return root.ReadFile(rel)
+}
+
+// check is the connector's Check: the tls files known before a run must lie
+// inside env.Root.
+func check(env connectors.Env, conn, _, _ cty.Value) error {
+	if env.Root == "" {
+		return nil
+	}
+	var c connectionConfig
+	if err := decode(conn, &c, "connection"); err != nil || c.TLS == nil {
+		return err
+	}
+	for _, f := range []struct {
+		attr string
+		p    *string
+	}{{"ca_file", c.TLS.CAFile}, {"cert_file", c.TLS.CertFile}, {"key_file", c.TLS.KeyFile}} {
+		if p := str(f.p); p != "" {
+			if _, err := env.InRoot(p); err != nil {
+				return connectors.Permanent(fmt.Errorf("http connection: tls %s: %w", f.attr, err))
+			}
+		}
+	}
+	return nil
 }
 
 func resolve(dir, p string) string {

@@ -32,13 +32,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"regexp"
 	"strings"
 
 	"github.com/hashicorp/hcl/v2/hcldec"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/zclconf/go-cty/cty"
-	"github.com/zclconf/go-cty/cty/gocty"
 
 	"github.com/ferryhq/ferry/connectors"
 )
@@ -132,10 +133,22 @@ func Open(env connectors.Env, cfg cty.Value) (connectors.Connection, error) {
 	if url == "" {
 		return nil, connectors.Permanent(errors.New(`postgres connection: url is required: set url = secret("db_url") (postgres://user:password@host:5432/database)`))
 	}
+	if env.Root != "" {
+		if err := checkConfinedURL(url); err != nil {
+			return nil, err
+		}
+	}
 	pc, err := pgxpool.ParseConfig(url)
 	if err != nil {
 		// pgconn redacts the password in parse errors.
 		return nil, connectors.Permanent(fmt.Errorf("postgres connection: invalid url: %w", err))
+	}
+	if env.Root != "" {
+		for _, h := range append([]*pgconn.FallbackConfig{{Host: pc.ConnConfig.Host, Port: pc.ConnConfig.Port}}, pc.ConnConfig.Fallbacks...) {
+			if network, _ := pgconn.NetworkAddress(h.Host, h.Port); network == "unix" {
+				return nil, connectors.Permanent(fmt.Errorf("postgres connection: the url leads to the Unix socket %s of this server; name the database server's host (postgres://user:password@db.example.com:5432/database): on a ferry server a connection goes over TCP", h.Host))
+			}
+		}
 	}
 	maxConns := defaultMaxConnections
 	if c.MaxConnections != nil {
@@ -154,6 +167,41 @@ func Open(env connectors.Env, cfg cty.Value) (connectors.Connection, error) {
 		return nil, connectors.Permanent(fmt.Errorf("postgres connection: %w", err))
 	}
 	return &Connection{Pool: pool}, nil
+}
+
+// confinedURLKeys are the url parameters of a confined connection
+// (connectors.Env.Root set: a tenant's, on a ferry server). They leave out
+// those that name files of the host, which pgx would read: sslrootcert,
+// sslcert, sslkey (another tenant's client key, say), passfile, service and
+// servicefile; and those pgx does not know, which it would pass on to the
+// database server (options = "-c name=value" sets any server parameter).
+var confinedURLKeys = []string{
+	"host", "port", "database", "dbname", "user", "password",
+	"sslmode", "ssl", "sslsni", "sslnegotiation", "sslcertmode",
+	"connect_timeout", "target_session_attrs", "application_name", "options",
+	"search_path", "timezone", "statement_timeout", "lock_timeout", "idle_in_transaction_session_timeout",
+	"channel_binding", "require_auth", "min_protocol_version", "max_protocol_version", "krbsrvname", "krbspn",
+	"statement_cache_capacity", "description_cache_capacity", "default_query_exec_mode",
+	"pool_max_conns", "pool_min_conns", "pool_min_idle_conns", "pool_max_conn_lifetime",
+	"pool_max_conn_idle_time", "pool_health_check_period", "pool_max_conn_lifetime_jitter", "pool_ping_timeout",
+}
+
+// notAllowedKey finds the parameter in pgconn's error for a key outside
+// ConnStringAllowedKeys.
+var notAllowedKey = regexp.MustCompile(`key "([^"]*)" is not in ConnStringAllowedKeys`)
+
+// checkConfinedURL refuses a url with a parameter outside confinedURLKeys,
+// before pgx reads any file it names.
+func checkConfinedURL(url string) error {
+	_, err := pgconn.ParseConfigWithOptions(url, pgconn.ParseConfigOptions{ConnStringAllowedKeys: confinedURLKeys})
+	if err == nil {
+		return nil
+	}
+	if m := notAllowedKey.FindStringSubmatch(err.Error()); m != nil {
+		return connectors.Permanent(fmt.Errorf("postgres connection: the url's parameter %q is not allowed on a ferry server: the url may not name files of the server (sslrootcert, sslcert, sslkey, passfile, service, servicefile); set database parameters with options=-c%%20name%%3Dvalue; the parameters allowed are %s",
+			m[1], strings.Join(confinedURLKeys, ", ")))
+	}
+	return connectors.Permanent(fmt.Errorf("postgres connection: invalid url: %w", err))
 }
 
 // Close closes the pool.
@@ -239,16 +287,7 @@ func ident(name string) string {
 func quote(col string) string { return pgx.Identifier{col}.Sanitize() }
 
 func decode(cfg cty.Value, into any, what string) error {
-	if cfg == cty.NilVal || cfg.IsNull() {
-		return nil
-	}
-	if !cfg.IsWhollyKnown() {
-		return connectors.Permanent(fmt.Errorf("postgres %s: configuration is not known yet", what))
-	}
-	if err := gocty.FromCtyValue(cfg, into); err != nil {
-		return connectors.Permanent(fmt.Errorf("postgres %s: invalid configuration: %w", what, err))
-	}
-	return nil
+	return connectors.DecodeConfig(cfg, into, "postgres "+what)
 }
 
 func str(p *string) string {

@@ -86,7 +86,6 @@ import (
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/hcldec"
 	"github.com/zclconf/go-cty/cty"
-	"github.com/zclconf/go-cty/cty/gocty"
 
 	"github.com/ferryhq/ferry/connectors"
 )
@@ -487,16 +486,7 @@ func snippet(b []byte) string {
 }
 
 func decode(cfg cty.Value, into any, what string) error {
-	if cfg == cty.NilVal || cfg.IsNull() {
-		return nil
-	}
-	if !cfg.IsWhollyKnown() {
-		return connectors.Permanent(fmt.Errorf("shopify %s: configuration is not known yet", what))
-	}
-	if err := gocty.FromCtyValue(cfg, into); err != nil {
-		return connectors.Permanent(fmt.Errorf("shopify %s: invalid configuration: %w", what, err))
-	}
-	return nil
+	return connectors.DecodeConfig(cfg, into, "shopify "+what)
 }
 
 func str(p *string) string {
