@@ -363,7 +363,7 @@ func (rp *replayer) replay(ctx context.Context, tenant, id string, opts ReplayOp
 	case engine.Success:
 		result = "success"
 	case engine.Ready:
-		errs := rt.callSink(ctx, sink, rt.semaphore(tenant, job.SinkConnection), nil, []connectors.Write{pr.Write})
+		errs := rt.callSink(ctx, rt.sinkTimeout(job), sink, rt.semaphore(tenant, job.SinkConnection), nil, []connectors.Write{pr.Write})
 		if len(errs) > 0 && errs[0] != nil {
 			stage, failErr = engine.StageExecute, errs[0]
 		} else if f, ok := sink.(Flusher); ok {

@@ -23,13 +23,14 @@
 // they appear in KV keys.
 //
 //	stream FERRY_WORK_V1   ferry.v1.work.<tenant>.<integration>.<run>
-//	                       work-queue retention, file storage, 1h dedup window;
+//	                       work-queue retention, file storage, 2m dedup window;
 //	                       one durable pull consumer per run: ferry_v1_run_<tenant>_<run>
-//	KV ferry_v1_runs       <tenant>.<run>                      Run (JSON)
+//	KV ferry_v1_runs       <tenant>.<run>                      Run (JSON); TTL RunRetention
 //	KV ferry_v1_settled    <tenant>.<run>.b<seq>               batch settlement
 //	                       <tenant>.<run>.r<seq>_<attempt>     retry settlement
 //	                       <tenant>.<run>.p<dlq id>            replay settlement
-//	KV ferry_v1_dlq        <tenant>.<run>-<seq>-<index>        DLQEntry (JSON)
+//	                       TTL RunRetention and a quarter (they outlive their run)
+//	KV ferry_v1_dlq        <tenant>.<run>-<seq>-<index>        DLQEntry (JSON); TTL DLQRetention (0: none)
 //	KV ferry_v1_cursors    <tenant>.<integration>              Cursor (JSON, 5 revisions)
 //	KV ferry_v1_hashes     <tenant>.<integration>.<b64 key>    hex sha256
 //	KV ferry_v1_locks      <tenant>.<integration>              run lock with heartbeat

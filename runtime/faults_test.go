@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"os"
 	"os/exec"
@@ -31,6 +32,7 @@ import (
 	"github.com/ferryhq/ferry/engine"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // faultSink keeps the successful writes per key in memory. before runs first on
@@ -532,6 +534,91 @@ func TestFaultJetStreamRestart(t *testing.T) {
 	t.Logf("restart at %d written; %d records written twice (at-least-once)", atOutage, dups)
 }
 
+// Case 4b: NATS goes away at the moment a run ends: every record settled,
+// and the writes that end the run (cursor, counts and status, the
+// integration's lock) meet a lost connection. The server comes back only
+// once those writes failed and were tried again: the run rides the outage
+// out and ends succeeded, its cursor moved and its lock released.
+func TestFaultJetStreamOutageAsRunEnds(t *testing.T) {
+	checkGoroutines(t)
+	srv := startTestNATS(t)
+	retried := &logSignal{msg: "NATS unavailable; trying again", seen: make(chan struct{})}
+	rt := openTest(t, Options{NATSURL: srv.url(), Logger: slog.New(retried)})
+	ctx := context.Background()
+	// Attempts give up sooner than the client reconnects (2s), so the
+	// outage outlasts one.
+	defer func(d time.Duration) { natsAttempt = d }(natsAttempt)
+	natsAttempt = 200 * time.Millisecond
+
+	const n = 500
+	sink := newFaultSink()
+	job := testJob("acme", "ending", pagedSource{n: n, page: 100, failAfter: -1}, sink)
+	job.CursorField = "updated"
+	job.MessageRecords = 100
+	stopped := make(chan struct{})
+	testHookSettled = func(runID string) {
+		if runID == "ending" {
+			srv.stop()
+			close(stopped)
+		}
+	}
+	t.Cleanup(func() { testHookSettled = nil })
+	type result struct {
+		res *engine.RunResult
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		res, err := rt.RunJob(ctx, job, RunOptions{RunID: "ending"})
+		done <- result{res, err}
+	}()
+	select {
+	case <-stopped:
+	case r := <-done:
+		t.Fatalf("the run ended without reaching its end writes: %+v %v", r.res, r.err)
+	}
+	var r result
+	select {
+	case <-retried.seen:
+		srv.start()
+		r = <-done
+	case r = <-done: // gave up at the first failure
+		srv.start()
+	}
+	if r.err != nil {
+		t.Fatalf("run failed across a NATS outage as it ended: %v", r.err)
+	}
+	noLostRecords(t, rt, sink, r.res, n)
+	if run, err := rt.Runs().Get(ctx, "acme", "ending"); err != nil || run.Ended.IsZero() || run.Resumes != 0 {
+		t.Fatalf("stored run %+v %v", run, err)
+	}
+	if c, err := rt.Cursors().Get(ctx, "acme", "ending"); err != nil || c.Value != strconv.Itoa(n-1) || c.RunID != "ending" {
+		t.Fatalf("cursor %+v %v, want %d of run ending", c, err, n-1)
+	}
+	// The next run of the integration need not wait out the lock's TTL.
+	if _, err := rt.lockKV.Get(ctx, lockKey("acme", "ending")); !errors.Is(err, jetstream.ErrKeyNotFound) {
+		t.Fatalf("the integration's lock after the run: %v, want it released", err)
+	}
+}
+
+// logSignal is a log handler that closes seen at the first record with
+// message msg, and drops every record.
+type logSignal struct {
+	msg  string
+	seen chan struct{}
+	once sync.Once
+}
+
+func (h *logSignal) Enabled(context.Context, slog.Level) bool { return true }
+func (h *logSignal) Handle(_ context.Context, r slog.Record) error {
+	if r.Message == h.msg {
+		h.once.Do(func() { close(h.seen) })
+	}
+	return nil
+}
+func (h *logSignal) WithAttrs([]slog.Attr) slog.Handler { return h }
+func (h *logSignal) WithGroup(string) slog.Handler      { return h }
+
 // gatedSource emits the first `at` records of src, then waits for gate.
 type gatedSource struct {
 	src  pagedSource
@@ -811,7 +898,7 @@ func BenchmarkCallSink(b *testing.B) {
 	b.Run("bounded", func(b *testing.B) {
 		sem := make(chan struct{}, 16)
 		for b.Loop() {
-			rt.callSink(ctx, sink, sem, nil, writes)
+			rt.callSink(ctx, DefaultSinkTimeout, sink, sem, nil, writes)
 		}
 	})
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	goruntime "runtime"
+	"time"
 
 	"github.com/ferryhq/ferry/connectors"
 	"github.com/ferryhq/ferry/engine"
@@ -40,6 +41,9 @@ type Job struct {
 	OpenSink func(ctx context.Context, opts connectors.SinkOptions) (connectors.Sink, error)
 	// SinkConnection names the target connection (the per-connection call limit).
 	SinkConnection string
+	// SinkTimeout bounds each call of the target (the target's timeout);
+	// 0: Options.SinkTimeout.
+	SinkTimeout time.Duration
 	// CursorField makes the integration incremental ("" = full reads).
 	CursorField string
 	// SkipUnchanged skips records whose content hash did not change.

@@ -82,6 +82,14 @@ func (rt *Runtime) startHeartbeat(key, runID string, rev uint64) *heldLock {
 				val, _ := json.Marshal(runLock{RunID: runID, Heartbeat: rt.opts.Now()})
 				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 				rev, err := rt.lockKV.Update(ctx, key, val, l.rev)
+				if err != nil && !natsUnavailable(err) {
+					// An update applied while its answer was lost (the
+					// connection broke) moved the revision on: adopt it
+					// while the lock is still this run's.
+					if l.adopt(ctx) {
+						rev, err = rt.lockKV.Update(ctx, key, val, l.rev)
+					}
+				}
 				cancel()
 				if err != nil {
 					rt.log.Warn("run lock heartbeat failed", "lock", key, "run", runID, "err", err)
@@ -94,11 +102,43 @@ func (rt *Runtime) startHeartbeat(key, runID string, rev uint64) *heldLock {
 	return l
 }
 
-// release stops the heartbeat and deletes the lock if this run still holds it.
+// adopt takes the lock's current revision when the lock still names this
+// run; false when it is gone, another run's, or could not be read.
+func (l *heldLock) adopt(ctx context.Context) bool {
+	e, err := l.rt.lockKV.Get(ctx, l.key)
+	if err != nil {
+		return false
+	}
+	var cur runLock
+	if json.Unmarshal(e.Value(), &cur) != nil || cur.RunID != l.runID {
+		return false
+	}
+	l.rev = e.Revision()
+	return true
+}
+
+// release stops the heartbeat and deletes the lock if this run still holds
+// it. It rides out a short NATS outage (the run just ended: the next run of
+// the integration must not wait out the lock's TTL).
 func (l *heldLock) release(ctx context.Context) {
 	close(l.stop)
 	<-l.done
-	if err := l.rt.lockKV.Delete(ctx, l.key, jetstream.LastRevision(l.rev)); err != nil {
+	err := l.rt.ridingOutages(ctx, "release the run lock "+l.key, func(ctx context.Context) error {
+		err := l.rt.lockKV.Delete(ctx, l.key, jetstream.LastRevision(l.rev))
+		if err == nil || natsUnavailable(err) {
+			return err
+		}
+		// The revision moved on: an earlier attempt deleted the lock, or a
+		// heartbeat was applied, while their answers were lost.
+		if _, gerr := l.rt.lockKV.Get(ctx, l.key); errors.Is(gerr, jetstream.ErrKeyNotFound) {
+			return nil
+		}
+		if !l.adopt(ctx) {
+			return err
+		}
+		return l.rt.lockKV.Delete(ctx, l.key, jetstream.LastRevision(l.rev))
+	})
+	if err != nil {
 		l.rt.log.Warn("run lock release failed", "lock", l.key, "run", l.runID, "err", err)
 	}
 }

@@ -57,6 +57,7 @@ func ProgramJob(tenant string, prog *engine.Program, integration string, secrets
 		Revision:          revision,
 		NewPreparer:       func() Preparer { return pl.NewWorker() },
 		SinkConnection:    in.Target.Connection,
+		SinkTimeout:       in.Target.Timeout,
 		CursorField:       in.Source.Cursor,
 		SkipUnchanged:     pl.SkipUnchanged,
 		Retry:             RetryPolicyOf(&retry),

@@ -21,6 +21,8 @@ import (
 type RunOptions struct {
 	// Trigger says what started the run ("cli", "schedule:<name>", "sync-event", ...).
 	Trigger string
+	// TriggeredBy says who: an API key's id, "webhook", "schedule" (Run.TriggeredBy).
+	TriggeredBy string
 	// Secrets resolves secret("name") values of connections (Program adapter).
 	Secrets func(name string) (string, error)
 	// Revision of the configuration; defaults to the Job's.
@@ -80,31 +82,102 @@ func (rt *Runtime) EndCancelled(ctx context.Context, tenant, integration, runID,
 
 // endRun stores a run's end: counts derived from its settlements, status
 // (from the counts and runErr when ""), its end time and runErr (when set).
+//
+// These are a run's last writes: they ride out a short NATS outage
+// (ridingOutages), so a blip as the run ends does not fail a run whose
+// records all settled.
 func (rt *Runtime) endRun(ctx context.Context, tenant, runID string, status engine.RunStatus, runErr string) (*engine.RunResult, error) {
-	sets, err := rt.settlements(ctx, tenant, runID)
-	if err != nil {
-		return nil, err
-	}
-	c := countsOf(sets)
-	if status == "" {
-		var e error
-		if runErr != "" {
-			e = errors.New(runErr)
+	ended := rt.opts.Now()
+	var run *Run
+	err := rt.ridingOutages(ctx, "store the end of run "+runID, func(ctx context.Context) error {
+		sets, err := rt.settlements(ctx, tenant, runID, true)
+		if err != nil {
+			return err
 		}
-		status = engine.StatusFor(c, e)
-	}
-	run, err := rt.updateRun(ctx, tenant, runID, func(run *Run) error {
-		run.Counts, run.Status, run.Ended = c, status, rt.opts.Now()
-		if runErr != "" {
-			run.Error = runErr
+		c := countsOf(sets)
+		st := status
+		if st == "" {
+			var e error
+			if runErr != "" {
+				e = errors.New(runErr)
+			}
+			st = engine.StatusFor(c, e)
 		}
-		return nil
+		run, err = rt.updateRun(ctx, tenant, runID, func(run *Run) error {
+			run.Counts, run.Status, run.Ended = c, st, ended
+			if runErr != "" {
+				run.Error = runErr
+			}
+			return nil
+		})
+		return err
 	})
 	if err != nil {
 		return nil, err
 	}
 	rt.metrics.finished(run)
-	return rt.result(ctx, run)
+	var res *engine.RunResult
+	err = rt.ridingOutages(ctx, "read the result of run "+runID, func(ctx context.Context) error {
+		var err error
+		res, err = rt.result(ctx, run)
+		return err
+	})
+	return res, err
+}
+
+// endOutage bounds how long the writes that end a run wait for a lost NATS
+// connection to come back: a server restart or a leader election takes
+// seconds; beyond this the run returns its error and stays resumable.
+const endOutage = time.Minute
+
+// natsAttempt bounds one attempt of such a write. While the connection is
+// down a request waits in the client's reconnect buffer, and is sent when
+// it is back: the attempt may still succeed. (A variable for tests.)
+var natsAttempt = 5 * time.Second
+
+// ridingOutages runs op (what names it in logs) until it succeeds, fails for
+// another reason than NATS being unreachable, ctx ends or endOutage passed.
+// op must be safe to repeat: an attempt that timed out may have been
+// applied.
+func (rt *Runtime) ridingOutages(ctx context.Context, what string, op func(ctx context.Context) error) error {
+	deadline := time.Now().Add(endOutage)
+	wait := 50 * time.Millisecond
+	for {
+		actx, cancel := context.WithTimeout(ctx, natsAttempt)
+		err := op(actx)
+		cancel()
+		if err == nil || ctx.Err() != nil || !natsUnavailable(err) || time.Now().Add(wait).After(deadline) {
+			return err
+		}
+		rt.log.Warn("NATS unavailable; trying again", "op", what, "err", err)
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, time.Second)
+	}
+}
+
+// natsUnavailable reports whether err says NATS or JetStream could not be
+// reached or is recovering (not that the request was refused). A closed
+// connection is final: the runtime is closing.
+func natsUnavailable(err error) bool {
+	var apiErr *jetstream.APIError
+	switch {
+	case errors.Is(err, nats.ErrConnectionClosed), errors.Is(err, jetstream.ErrConnectionClosed):
+		return false
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, nats.ErrTimeout),
+		errors.Is(err, nats.ErrNoResponders), errors.Is(err, nats.ErrConnectionReconnecting),
+		errors.Is(err, nats.ErrDisconnected), errors.Is(err, jetstream.ErrNoStreamResponse),
+		errors.Is(err, jetstream.ErrServerShutdown):
+		return true
+	case errors.As(err, &apiErr):
+		// 503: JetStream not (yet) enabled or temporarily unavailable,
+		// as while a restarted server recovers its streams.
+		return apiErr.Code == 503
+	}
+	return false
 }
 
 // result is an ended run's result with its per-entity failures.
@@ -172,7 +245,7 @@ func (rt *Runtime) runJob(ctx context.Context, job *Job, opts RunOptions) (*engi
 		}
 		resume = true
 	case errors.Is(err, ErrNotFound):
-		run = &Run{ID: runID, Tenant: tenant, Integration: job.Integration, Trigger: opts.Trigger,
+		run = &Run{ID: runID, Tenant: tenant, Integration: job.Integration, Trigger: opts.Trigger, TriggeredBy: opts.TriggeredBy,
 			Revision: revision, Status: engine.RunQueued, Queued: rt.opts.Now()}
 		b, _ := json.Marshal(run)
 		if _, err := rt.runsKV.Create(ctx, runKey(tenant, runID), b); err != nil {
@@ -184,9 +257,13 @@ func (rt *Runtime) runJob(ctx context.Context, job *Job, opts RunOptions) (*engi
 
 	var lock *heldLock
 	if !job.AllowParallelRuns {
+		// A run may wait longer than the run retention: its record must not
+		// expire meanwhile.
+		stopKeeping := rt.keepRun(ctx, tenant, runID)
 		lock, err = rt.acquireLock(ctx, tenant, job.Integration, runID, func() {
 			rt.log.Info("run queued behind a running run", "tenant", tenant, "integration", job.Integration, "run", runID)
 		})
+		stopKeeping()
 		if err != nil {
 			return nil, fmt.Errorf("runtime: run %s waiting for its integration: %w", runID, err)
 		}
@@ -277,10 +354,11 @@ func (r *runner) execute(ctx context.Context, resume bool) (*engine.RunResult, e
 	}()
 
 	// Settlements of a previous process of this run count already.
-	sets, err := rt.settlements(ctx, r.tenant, r.runID)
+	sets, err := rt.settlements(ctx, r.tenant, r.runID, true)
 	if err != nil {
 		return nil, err
 	}
+	kept := time.Now()
 	for _, s := range sets {
 		r.tr.add(s.id, s.s)
 	}
@@ -316,9 +394,15 @@ func (r *runner) execute(ctx context.Context, resume bool) (*engine.RunResult, e
 			// Everything is settled; wait until the last acks reached the server
 			// (side effects of settlements loaded from a previous process are
 			// only known to be applied once their message is acked).
-			if idle, err := consumerIdle(ctx, cons); err != nil {
+			var idle bool
+			if err := rt.ridingOutages(ctx, "check the last acks of run "+r.runID, func(ctx context.Context) error {
+				var err error
+				idle, err = consumerIdle(ctx, cons)
+				return err
+			}); err != nil {
 				return nil, err
-			} else if idle {
+			}
+			if idle {
 				break
 			}
 			select {
@@ -342,9 +426,12 @@ func (r *runner) execute(ctx context.Context, resume bool) (*engine.RunResult, e
 			}
 			runErr, maxPos = res.err, res.max
 			r.tr.setExpected(res.batches)
-			if _, err := rt.updateRun(ctx, r.tenant, r.runID, func(run *Run) error {
-				run.Batches, run.IngestDone = res.batches, true
-				return nil
+			if err := rt.ridingOutages(ctx, "store the ingest of run "+r.runID, func(ctx context.Context) error {
+				_, err := rt.updateRun(ctx, r.tenant, r.runID, func(run *Run) error {
+					run.Batches, run.IngestDone = res.batches, true
+					return nil
+				})
+				return err
 			}); err != nil {
 				return nil, err
 			}
@@ -354,18 +441,36 @@ func (r *runner) execute(ctx context.Context, resume bool) (*engine.RunResult, e
 			if _, err := rt.updateRun(ctx, r.tenant, r.runID, func(run *Run) error { run.Counts = c; return nil }); err != nil {
 				rt.log.Warn("run progress update failed", "run", r.runID, "err", err)
 			}
+			// The record was just rewritten; a long run's first settlements
+			// must not expire before it ends.
+			if rt.runRetention > 0 && time.Since(kept) >= rt.keepEvery() {
+				if _, err := rt.settlements(ctx, r.tenant, r.runID, true); err != nil {
+					rt.log.Warn("keeping the run's settlements failed", "run", r.runID, "err", err)
+				} else {
+					kept = time.Now()
+				}
+			}
 		}
 	}
 	stopWorkers()
 	<-workersDone
+	if testHookSettled != nil {
+		testHookSettled(r.runID)
+	}
 	if runErr == nil && maxPos != nil {
 		maxPos.RunID, maxPos.Updated = r.runID, rt.opts.Now()
-		if err := rt.Cursors().set(ctx, r.tenant, job.Integration, *maxPos); err != nil {
+		if err := rt.ridingOutages(ctx, "store the cursor of run "+r.runID, func(ctx context.Context) error {
+			return rt.Cursors().set(ctx, r.tenant, job.Integration, *maxPos)
+		}); err != nil {
 			return nil, err
 		}
 	}
 	return r.finish(ctx, runErr)
 }
+
+// testHookSettled, when set (tests), is called once every record of a run
+// settled and its workers stopped, before the writes that end the run.
+var testHookSettled func(runID string)
 
 // freshConsumer (re)creates the run's consumer, at a (re)start and after a
 // lost NATS connection came back: the work stream is a work queue, so acked
@@ -850,10 +955,19 @@ func (r *runner) process(ctx context.Context, p Preparer, w *workMsg) (settlemen
 }
 
 func (r *runner) write(ctx context.Context, writes []connectors.Write) []error {
-	return r.rt.callSink(ctx, r.sink, r.sem, r.serial, writes)
+	return r.rt.callSink(ctx, r.rt.sinkTimeout(r.job), r.sink, r.sem, r.serial, writes)
 }
 
-// callSink calls sink.Write within Options.SinkTimeout, counted from when the
+// sinkTimeout is the limit of one call of the job's target: its own timeout,
+// else Options.SinkTimeout.
+func (rt *Runtime) sinkTimeout(job *Job) time.Duration {
+	if job.SinkTimeout > 0 {
+		return job.SinkTimeout
+	}
+	return rt.opts.SinkTimeout
+}
+
+// callSink calls sink.Write within limit (see sinkTimeout), counted from when the
 // call starts waiting for its connection slot (sem) and, for a sink that is
 // not concurrent, for the sink (serial). Records of a call that does not end
 // in time fail transiently and are retried. A target that ignores its
@@ -861,8 +975,7 @@ func (r *runner) write(ctx context.Context, writes []connectors.Write) []error {
 // hang with it, and the retry may write the records twice (at least once).
 // The abandoned call keeps its slot and the serial sink until it returns, so
 // the limits still hold.
-func (rt *Runtime) callSink(ctx context.Context, sink connectors.Sink, sem, serial chan struct{}, writes []connectors.Write) []error {
-	limit := rt.opts.SinkTimeout
+func (rt *Runtime) callSink(ctx context.Context, limit time.Duration, sink connectors.Sink, sem, serial chan struct{}, writes []connectors.Write) []error {
 	cctx, cancel := context.WithTimeout(ctx, limit)
 	all := func(err error) []error {
 		errs := make([]error, len(writes))

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -23,6 +24,7 @@ type Run struct {
 	Tenant      string           `json:"tenant"`
 	Integration string           `json:"integration"`
 	Trigger     string           `json:"trigger,omitempty"`
+	TriggeredBy string           `json:"triggeredBy,omitempty"` // who: an API key's id (never the key), "webhook", "schedule"
 	Revision    string           `json:"revision,omitempty"`
 	Status      engine.RunStatus `json:"status"`
 	Counts      engine.Counts    `json:"counts"`
@@ -101,6 +103,28 @@ func (s *Runs) Get(ctx context.Context, tenant, runID string) (*Run, error) {
 	return r, err
 }
 
+// EndCancelledRun is EndCancelled for the run that run describes (tenant,
+// id, integration, trigger, triggeredBy, revision, queued): one that never
+// started is recorded with all of them, so it still shows who started it.
+func (rt *Runtime) EndCancelledRun(ctx context.Context, run Run) (*engine.RunResult, error) {
+	_, _, err := rt.getRun(ctx, run.Tenant, run.ID)
+	if errors.Is(err, ErrNotFound) {
+		rec := Run{ID: run.ID, Tenant: run.Tenant, Integration: run.Integration, Trigger: run.Trigger, TriggeredBy: run.TriggeredBy,
+			Revision: run.Revision, Status: engine.RunQueued, Queued: run.Queued}
+		if rec.Queued.IsZero() {
+			rec.Queued = rt.opts.Now()
+		}
+		b, _ := json.Marshal(rec)
+		if _, err = rt.runsKV.Create(ctx, runKey(run.Tenant, run.ID), b); errors.Is(err, jetstream.ErrKeyExists) {
+			err = nil // it started meanwhile: EndCancelled ends it
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("runtime: record cancelled run %s: %w", run.ID, err)
+	}
+	return rt.EndCancelled(ctx, run.Tenant, run.Integration, run.ID, run.Trigger, run.Revision)
+}
+
 func (rt *Runtime) getRun(ctx context.Context, tenant, runID string) (*Run, uint64, error) {
 	return getRecord[Run](ctx, rt.runsKV, tenant, "run", "run id", runID, runKey(tenant, runID))
 }
@@ -154,8 +178,29 @@ func (rt *Runtime) updateRun(ctx context.Context, tenant, runID string, fn func(
 type RunFilter struct {
 	Integration string
 	Status      engine.RunStatus
-	Page        int // 1-based (default 1)
-	PageSize    int // default 50
+	Trigger     string
+	// From and To select runs started (or, not started yet, queued) at or
+	// after From and before To.
+	From, To time.Time
+	Page     int // 1-based (default 1)
+	PageSize int // default 50
+}
+
+// Match reports whether f selects r (Page and PageSize aside).
+func (f RunFilter) Match(r *Run) bool {
+	return f.match(r.Integration, r.Trigger, r.Status, r.Queued, r.Started)
+}
+
+func (f RunFilter) match(integration, trigger string, status engine.RunStatus, queued, started time.Time) bool {
+	if (f.Integration != "" && integration != f.Integration) || (f.Status != "" && status != f.Status) ||
+		(f.Trigger != "" && trigger != f.Trigger) {
+		return false
+	}
+	at := started
+	if at.IsZero() {
+		at = queued
+	}
+	return (f.From.IsZero() || !at.Before(f.From)) && (f.To.IsZero() || at.Before(f.To))
 }
 
 // RunPage is one page of runs, newest first.
@@ -168,6 +213,37 @@ type RunPage struct {
 
 // List returns the runs of a tenant matching f, newest first.
 func (s *Runs) List(ctx context.Context, tenant string, f RunFilter) (*RunPage, error) {
+	sel, err := s.Select(ctx, tenant, f)
+	if err != nil {
+		return nil, err
+	}
+	p := &RunPage{Total: sel.Total()}
+	var heads []runHead
+	p.Page, p.PageSize, heads = paginate(sel.heads, f.Page, f.PageSize)
+	if p.Total > 0 { // none: nil, as it always was
+		p.Runs = decodeRuns(heads)
+	}
+	return p, nil
+}
+
+// RunSelection is the runs of a tenant that matched a filter, newest first.
+// Only what ordering and filtering need is decoded; Runs decodes a range.
+// It is not safe for concurrent use.
+type RunSelection struct {
+	heads  []runHead // matching, ordered
+	allIDs []string  // of every run read
+	ids    map[string]bool
+}
+
+// Select reads the runs of a tenant matching f (Page and PageSize are
+// ignored), newest first: by Queued, then by id.
+//
+// Every run is read: runs are ordered by Queued, which only their values
+// hold (a server's run ids are time-ordered, but by when the run was
+// requested, not queued at the runtime, and a caller may choose any id),
+// and the total counts every match. What makes it fast is reading them in
+// one stream and decoding only the fields that filter and order them.
+func (s *Runs) Select(ctx context.Context, tenant string, f RunFilter) (*RunSelection, error) {
 	if err := validName("tenant", tenant); err != nil {
 		return nil, err
 	}
@@ -175,26 +251,59 @@ func (s *Runs) List(ctx context.Context, tenant string, f RunFilter) (*RunPage, 
 	if err != nil {
 		return nil, err
 	}
-	var all []*Run
+	sel := &RunSelection{heads: make([]runHead, 0, len(entries)), allIDs: make([]string, 0, len(entries))}
 	for _, e := range entries {
-		var r Run
-		if json.Unmarshal(e.Value(), &r) != nil {
-			continue
+		var h runHead
+		if decodeRunHead(e.Value(), &h) != nil {
+			continue // not a run record (as Get would fail on it)
 		}
-		if (f.Integration == "" || r.Integration == f.Integration) && (f.Status == "" || r.Status == f.Status) {
-			all = append(all, &r)
+		sel.allIDs = append(sel.allIDs, h.ID)
+		if f.match(h.Integration, h.Trigger, h.Status, h.Queued, h.Started) {
+			h.raw = e.Value()
+			sel.heads = append(sel.heads, h)
 		}
 	}
-	sort.Slice(all, func(i, j int) bool {
-		if !all[i].Queued.Equal(all[j].Queued) {
-			return all[i].Queued.After(all[j].Queued)
+	slices.SortFunc(sel.heads, func(a, b runHead) int {
+		if c := b.Queued.Compare(a.Queued); c != 0 {
+			return c
 		}
-		return all[i].ID > all[j].ID
+		return strings.Compare(b.ID, a.ID)
 	})
-	p := &RunPage{Total: len(all)}
-	p.Page, p.PageSize, all = paginate(all, f.Page, f.PageSize)
-	p.Runs = all
-	return p, nil
+	return sel, nil
+}
+
+// Total is the number of runs that matched.
+func (sel *RunSelection) Total() int { return len(sel.heads) }
+
+// Known reports whether the tenant has a run with this id, matching or not.
+func (sel *RunSelection) Known(id string) bool {
+	if sel.ids == nil { // most lists ask nothing
+		sel.ids = make(map[string]bool, len(sel.allIDs))
+		for _, id := range sel.allIDs {
+			sel.ids[id] = true
+		}
+	}
+	return sel.ids[id]
+}
+
+// Runs returns the matching runs at positions [lo, hi) (clamped), decoded.
+func (sel *RunSelection) Runs(lo, hi int) []*Run {
+	lo, hi = max(0, min(lo, len(sel.heads))), max(0, min(hi, len(sel.heads)))
+	if lo >= hi {
+		return []*Run{}
+	}
+	return decodeRuns(sel.heads[lo:hi])
+}
+
+func decodeRuns(heads []runHead) []*Run {
+	out := make([]*Run, 0, len(heads))
+	for _, h := range heads {
+		var r Run
+		if json.Unmarshal(h.raw, &r) == nil {
+			out = append(out, &r)
+		}
+	}
+	return out
 }
 
 // Errors returns the per-entity failures of a run (records that ended in the DLQ),
@@ -203,7 +312,7 @@ func (s *Runs) Errors(ctx context.Context, tenant, runID string) ([]engine.Recor
 	if _, err := s.Get(ctx, tenant, runID); err != nil {
 		return nil, err
 	}
-	sets, err := s.rt.settlements(ctx, tenant, runID)
+	sets, err := s.rt.settlements(ctx, tenant, runID, false)
 	if err != nil {
 		return nil, err
 	}
@@ -225,10 +334,17 @@ type namedSettlement struct {
 }
 
 // settlements reads every settlement of a run, ordered by origin batch.
-func (rt *Runtime) settlements(ctx context.Context, tenant, runID string) ([]namedSettlement, error) {
+// With keep, it also rewrites those written long ago (keepSettlements): its
+// callers write the run's record next.
+func (rt *Runtime) settlements(ctx context.Context, tenant, runID string, keep bool) ([]namedSettlement, error) {
 	entries, err := listValues(ctx, rt.settleKV, settledPrefix(tenant, runID)+">")
 	if err != nil {
 		return nil, err
+	}
+	if keep {
+		if err := rt.keepSettlements(ctx, entries); err != nil {
+			return nil, err
+		}
 	}
 	out := make([]namedSettlement, 0, len(entries))
 	for _, e := range entries {
@@ -240,6 +356,64 @@ func (rt *Runtime) settlements(ctx context.Context, tenant, runID string) ([]nam
 	}
 	sort.SliceStable(out, func(i, j int) bool { return settlementLess(out[i].id, out[j].id) })
 	return out, nil
+}
+
+// keepSettlements rewrites the settlements written more than half the
+// settle margin ago. A run's counts and errors derive from its settlements,
+// so they must outlive its record: the record is rewritten whenever the run
+// changes (every second while it runs, at its end, when one of its DLQ
+// entries is replayed), a settlement is written once. Every writer of a
+// record keeps the run's settlements close to it (at the end, at a replay,
+// at a resume, every keepEvery while it runs), and settlements live a
+// margin longer than records: one kept within half the margin of the
+// record's last write expires after it.
+func (rt *Runtime) keepSettlements(ctx context.Context, entries []jetstream.KeyValueEntry) error {
+	if rt.runRetention <= 0 {
+		return nil
+	}
+	// Entry times are the server's clock, not Options.Now.
+	cutoff := time.Now().Add(-settleMargin(rt.runRetention) / 2)
+	for _, e := range entries {
+		if !e.Created().Before(cutoff) {
+			continue
+		}
+		// Settlements never change: writing the same value again is safe,
+		// even against a concurrent delivery of the same message.
+		if _, err := rt.settleKV.Put(ctx, e.Key(), e.Value()); err != nil {
+			return fmt.Errorf("runtime: keep settlement %s: %w", e.Key(), err)
+		}
+	}
+	return nil
+}
+
+// keepEvery is how often a run in flight keeps its settlements and, while
+// it waits for its integration, its record.
+func (rt *Runtime) keepEvery() time.Duration { return settleMargin(rt.runRetention) / 4 }
+
+// keepRun rewrites a run's record unchanged every keepEvery until stop is
+// called, so it does not expire while the run waits to start.
+func (rt *Runtime) keepRun(ctx context.Context, tenant, runID string) (stop func()) {
+	if rt.runRetention <= 0 {
+		return func() {}
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(rt.keepEvery())
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				if _, err := rt.updateRun(ctx, tenant, runID, func(*Run) error { return nil }); err != nil && ctx.Err() == nil {
+					rt.log.Warn("keeping a waiting run's record failed", "run", runID, "err", err)
+				}
+			}
+		}
+	}()
+	return func() { cancel(); <-done }
 }
 
 // settlementLess orders b<seq> / r<seq>_<n> ids by seq then attempt, replays last.
@@ -282,7 +456,7 @@ func countsOf(sets []namedSettlement) engine.Counts {
 // recount derives a run's counts from its settlements and, for a finished run,
 // stores them with the status they imply.
 func (rt *Runtime) recount(ctx context.Context, tenant, runID string) (*Run, error) {
-	sets, err := rt.settlements(ctx, tenant, runID)
+	sets, err := rt.settlements(ctx, tenant, runID, true)
 	if err != nil {
 		return nil, err
 	}

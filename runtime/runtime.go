@@ -54,7 +54,8 @@ type Options struct {
 	Replicas int
 	// ConnectionConcurrency limits concurrent sink calls per connection (default 16).
 	ConnectionConcurrency int
-	// SinkTimeout bounds one call of a target (default 5m), counted from when
+	// SinkTimeout bounds one call of a target (default 5m; a target's own
+	// timeout, Job.SinkTimeout, takes precedence), counted from when
 	// the call waits for its connection slot. At the limit the call's context
 	// is cancelled and its records fail transiently (they are retried); a
 	// target that ignores the cancellation is abandoned a grace period later
@@ -63,6 +64,21 @@ type Options struct {
 	// LockTTL is how long a run lock outlives its last heartbeat (default 30s), so
 	// a crashed run does not block its integration forever.
 	LockTTL time.Duration
+	// RunRetention is how long a run's record and its settlements (per-record
+	// outcomes: counts, errors) are kept after their last write (default
+	// DefaultRunRetention, at least MinRetention). A run in flight is written
+	// at least every second, and its settlements are rewritten before they
+	// could expire under it, so only ended (or abandoned) runs expire.
+	RunRetention time.Duration
+	// DLQRetention is how long a DLQ entry is kept after its last change (its
+	// failure, a replay, a discard). 0 (the default) keeps entries, pending or
+	// not, until they are deleted: they are records nothing else holds.
+	DLQRetention time.Duration
+	// KeepRetention: a zero RunRetention or DLQRetention leaves the retention
+	// of a bucket that exists as it is (a new one gets the default) instead
+	// of setting it to the default. For tools and ferry run, which open a
+	// store a server may own and must not undo what it was configured with.
+	KeepRetention bool
 	// Logger receives the runtime's logs (default: discard).
 	Logger *slog.Logger
 	// Now is the clock (tests). Default time.Now.
@@ -85,6 +101,9 @@ type Runtime struct {
 	cursorKV jetstream.KeyValue
 	hashKV   jetstream.KeyValue
 	lockKV   jetstream.KeyValue
+
+	// runRetention and dlqRetention are the buckets' TTLs in effect (0: none).
+	runRetention, dlqRetention time.Duration
 
 	metrics *metrics
 
@@ -147,6 +166,19 @@ func Open(ctx context.Context, opts Options) (*Runtime, error) {
 	if opts.SinkTimeout <= 0 {
 		opts.SinkTimeout = DefaultSinkTimeout
 	}
+	keepRuns := opts.KeepRetention && opts.RunRetention == 0
+	keepDLQ := opts.KeepRetention && opts.DLQRetention == 0
+	if opts.RunRetention == 0 {
+		opts.RunRetention = DefaultRunRetention
+	}
+	if err := checkRetention("run retention", opts.RunRetention); err != nil {
+		return nil, err
+	}
+	if opts.DLQRetention != 0 {
+		if err := checkRetention("DLQ retention", opts.DLQRetention); err != nil {
+			return nil, err
+		}
+	}
 	switch opts.SyncPolicy {
 	case "", SyncDefault, SyncAlways:
 	default:
@@ -179,12 +211,35 @@ func Open(ctx context.Context, opts Options) (*Runtime, error) {
 		rt.Close()
 		return nil, fmt.Errorf("runtime: jetstream: %w", err)
 	}
-	if err := rt.ensureLayout(ctx); err != nil {
+	if err := rt.ensureLayout(ctx, keepRuns, keepDLQ); err != nil {
 		rt.Close()
 		return nil, err
 	}
 	return rt, nil
 }
+
+// Retention bounds.
+const (
+	// DefaultRunRetention is Options.RunRetention's default.
+	DefaultRunRetention = 7 * 24 * time.Hour
+	// MinRetention is the shortest RunRetention and DLQRetention: a run in
+	// flight rewrites its record every second, which must be well within the
+	// retention. (It is a technical floor; a retention is days.)
+	MinRetention = 2 * time.Second
+)
+
+func checkRetention(what string, d time.Duration) error {
+	if d < MinRetention {
+		return fmt.Errorf("runtime: %s %s: must be at least %s (e.g. 168h for a week)", what, d, MinRetention)
+	}
+	return nil
+}
+
+// settleMargin is how much longer than run records settlements are kept:
+// a record is rewritten when its run changes, its settlements only once
+// they are older than half the margin (keepSettlements), so they outlive
+// the record they count for.
+func settleMargin(runRetention time.Duration) time.Duration { return runRetention / 4 }
 
 // DefaultSinkTimeout is Options.SinkTimeout's default: long enough for a large
 // batch against a slow API, short enough that a hung call does not hold a
@@ -276,7 +331,9 @@ func connectExternal(opts Options) (*nats.Conn, error) {
 	return nc, nil
 }
 
-func (rt *Runtime) ensureLayout(ctx context.Context) error {
+// ensureLayout creates or updates the streams and buckets; keepRuns and
+// keepDLQ leave the retention of the existing run and DLQ buckets as it is.
+func (rt *Runtime) ensureLayout(ctx context.Context, keepRuns, keepDLQ bool) error {
 	var err error
 	rt.work, err = rt.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name:        WorkStream,
@@ -285,15 +342,26 @@ func (rt *Runtime) ensureLayout(ctx context.Context) error {
 		Retention:   jetstream.WorkQueuePolicy,
 		Storage:     jetstream.FileStorage,
 		Replicas:    rt.opts.Replicas,
-		// The dedup window covers a crash and restart of a run; beyond it the
-		// per-message settlement check still prevents double processing.
-		Duplicates: time.Hour,
+		// The dedup window only saves work: a batch or retry published again
+		// (a resumed run re-reads its source with the same message ids) finds
+		// its settlement and is acked without executing again (runner.handle).
+		// Every id in the window is an entry of the server's memory, so keep it
+		// short: a longer one held an hour of messages' ids.
+		Duplicates: 2 * time.Minute,
 		Discard:    jetstream.DiscardOld,
 	})
 	if err != nil {
 		return fmt.Errorf("runtime: stream %s: %w", WorkStream, err)
 	}
-	kv := func(name, desc string, history uint8, ttl time.Duration) (jetstream.KeyValue, error) {
+	// keep: an existing bucket keeps its TTL.
+	kv := func(name, desc string, history uint8, ttl time.Duration, keep bool) (jetstream.KeyValue, error) {
+		if keep {
+			if s, err := rt.js.Stream(ctx, "KV_"+name); err == nil {
+				ttl = s.CachedInfo().Config.MaxAge
+			} else if !errors.Is(err, jetstream.ErrStreamNotFound) {
+				return nil, fmt.Errorf("runtime: bucket %s: %w", name, err)
+			}
+		}
 		b, err := KeyValue(ctx, rt.js, jetstream.KeyValueConfig{
 			Bucket:      name,
 			Description: desc,
@@ -307,22 +375,34 @@ func (rt *Runtime) ensureLayout(ctx context.Context) error {
 		}
 		return b, nil
 	}
-	if rt.runsKV, err = kv(BucketRuns, "ferry: runs by tenant and run id", 1, 0); err != nil {
+	runRet := rt.opts.RunRetention
+	if rt.runsKV, err = kv(BucketRuns, "ferry: runs by tenant and run id", 1, runRet, keepRuns); err != nil {
 		return err
 	}
-	if rt.settleKV, err = kv(BucketSettled, "ferry: per-message settlements of runs (counts derive from these)", 1, 0); err != nil {
+	if rt.settleKV, err = kv(BucketSettled, "ferry: per-message settlements of runs (counts derive from these)", 1, runRet+settleMargin(runRet), keepRuns); err != nil {
 		return err
 	}
-	if rt.dlqKV, err = kv(BucketDLQ, "ferry: dead-letter queue entries", 1, 0); err != nil {
+	if rt.dlqKV, err = kv(BucketDLQ, "ferry: dead-letter queue entries", 1, rt.opts.DLQRetention, keepDLQ); err != nil {
 		return err
 	}
-	if rt.cursorKV, err = kv(BucketCursors, "ferry: incremental cursors per integration", 5, 0); err != nil {
+	// What is in effect: with KeepRetention, what the buckets had.
+	for _, b := range []struct {
+		kv  jetstream.KeyValue
+		ttl *time.Duration
+	}{{rt.runsKV, &rt.runRetention}, {rt.dlqKV, &rt.dlqRetention}} {
+		st, err := b.kv.Status(ctx)
+		if err != nil {
+			return fmt.Errorf("runtime: bucket %s: %w", b.kv.Bucket(), err)
+		}
+		*b.ttl = st.TTL()
+	}
+	if rt.cursorKV, err = kv(BucketCursors, "ferry: incremental cursors per integration", 5, 0, false); err != nil {
 		return err
 	}
-	if rt.hashKV, err = kv(BucketHashes, "ferry: content hashes per entity (skip_unchanged)", 1, 0); err != nil {
+	if rt.hashKV, err = kv(BucketHashes, "ferry: content hashes per entity (skip_unchanged)", 1, 0, false); err != nil {
 		return err
 	}
-	if rt.lockKV, err = kv(BucketLocks, "ferry: run locks per integration (allow_parallel_runs = false)", 1, 0); err != nil {
+	if rt.lockKV, err = kv(BucketLocks, "ferry: run locks per integration (allow_parallel_runs = false)", 1, 0, false); err != nil {
 		return err
 	}
 	return nil
@@ -369,6 +449,11 @@ func (rt *Runtime) Close() error {
 
 // JetStream returns the JetStream handle (for tooling and tests).
 func (rt *Runtime) JetStream() jetstream.JetStream { return rt.js }
+
+// Retention returns how long run records and DLQ entries are kept after
+// their last write, as the buckets have it (0: until deleted). With
+// KeepRetention it is what the buckets had, not what Options asked.
+func (rt *Runtime) Retention() (runs, dlq time.Duration) { return rt.runRetention, rt.dlqRetention }
 
 // semaphore returns the limiter of concurrent sink calls for a connection.
 func (rt *Runtime) semaphore(tenant, connection string) chan struct{} {
