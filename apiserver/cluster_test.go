@@ -34,13 +34,16 @@ import (
 	"github.com/ferryhq/ferry/runtime"
 	"github.com/hashicorp/hcl/v2/hcldec"
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/zclconf/go-cty/cty"
 )
 
 // natsCluster is a JetStream cluster of in-process nats-servers.
 type natsCluster struct {
+	t       *testing.T
 	servers []*server.Server
+	opts    []*server.Options // each server's, its client port fixed once known (restart)
 	down    []bool
 }
 
@@ -62,7 +65,7 @@ func startNATSCluster(t *testing.T, size int) *natsCluster {
 		ln.Close()
 		routes[i] = "nats://127.0.0.1:" + strconv.Itoa(ports[i])
 	}
-	c := &natsCluster{down: make([]bool, size)}
+	c := &natsCluster{t: t, down: make([]bool, size)}
 	t.Cleanup(func() {
 		for i := range c.servers {
 			c.stop(i)
@@ -88,9 +91,12 @@ func startNATSCluster(t *testing.T, size int) *natsCluster {
 		}
 		ns.Start()
 		c.servers = append(c.servers, ns)
+		c.opts = append(c.opts, opts)
 		if !ns.ReadyForConnections(30 * time.Second) {
 			t.Fatalf("nats server %d did not start", i+1)
 		}
+		// A restart listens where clients knew the server.
+		opts.Port = ns.Addr().(*net.TCPAddr).Port
 	}
 	waitWithin(t, 30*time.Second, "a JetStream meta leader", func() bool {
 		leaders := 0
@@ -132,6 +138,73 @@ func (c *natsCluster) stop(i int) {
 	c.down[i] = true
 	c.servers[i].Shutdown()
 	c.servers[i].WaitForShutdown()
+}
+
+// restart starts stopped server i again as it was: same name, store
+// directory, client and cluster ports, and routes.
+func (c *natsCluster) restart(i int) {
+	c.t.Helper()
+	if !c.down[i] {
+		c.t.Fatalf("nats server %d is running", i+1)
+	}
+	opts := *c.opts[i]
+	ns, err := server.NewServer(&opts)
+	if err != nil {
+		c.t.Fatalf("restart nats server %d: %v", i+1, err)
+	}
+	ns.Start()
+	if !ns.ReadyForConnections(30 * time.Second) {
+		c.t.Fatalf("nats server %d did not restart", i+1)
+	}
+	c.servers[i], c.down[i] = ns, false
+}
+
+// waitCaughtUp waits until server i holds a current replica of every stream
+// (the work stream, the buckets' streams, ...) with the last sequence its
+// leader reports, and returns how many streams it checked.
+func (c *natsCluster) waitCaughtUp(ctx context.Context, i int, js jetstream.JetStream, within time.Duration) int {
+	c.t.Helper()
+	ns := c.servers[i]
+	var names []string
+	for name := range js.StreamNames(ctx).Name() {
+		names = append(names, name)
+	}
+	if len(names) == 0 {
+		c.t.Fatal("no streams to check")
+	}
+	// lagging says how server i lags ("" when it does not).
+	lagging := func() string {
+		local := map[string]uint64{}
+		acc, err := ns.JszAccount(&server.JSzOptions{Account: "$G", Streams: true})
+		if err != nil {
+			return err.Error()
+		}
+		for _, sd := range acc.Streams {
+			local[sd.Name] = sd.State.LastSeq
+		}
+		for _, name := range names {
+			st, err := js.Stream(ctx, name)
+			if err != nil {
+				return name + ": " + err.Error()
+			}
+			leader := st.CachedInfo()
+			seq, ok := local[name]
+			if !ok || !ns.JetStreamIsStreamCurrent("$G", name) || seq != leader.State.LastSeq {
+				return fmt.Sprintf("stream %s: last sequence %d here (replica found: %v), %d at its leader %s", name, seq, ok, leader.State.LastSeq, leader.Cluster.Leader)
+			}
+		}
+		return ""
+	}
+	for deadline := time.Now().Add(within); ; time.Sleep(20 * time.Millisecond) {
+		lag := lagging()
+		if lag == "" {
+			break
+		}
+		if time.Now().After(deadline) {
+			c.t.Fatalf("nats server %s did not catch up within %s: %s", ns.Name(), within, lag)
+		}
+	}
+	return len(names)
 }
 
 // clusterSink is the target of the cluster test: it counts every key a node
@@ -254,8 +327,10 @@ func startFerryNode(t *testing.T, name, natsURL string, c *clock) *ferryNode {
 	filesDir := filepath.Join(t.TempDir(), "files")
 	sink := &clusterSink{node: name, keys: map[string]int{}}
 	clusterSinks.Store(filepath.Join(filesDir, "acme"), sink)
+	// HostFiles: both nodes read the input from one shared directory, as
+	// nodes would from a volume mounted at the same path.
 	s, err := New(rt, Options{AdminKey: testAdminKey, MasterKey: bytes.Repeat([]byte{7}, 32), Replicas: 3,
-		FilesDir: filesDir, RunLease: clusterRunLease, Logger: log, Now: c.Now})
+		FilesDir: filesDir, HostFiles: true, RunLease: clusterRunLease, Logger: log, Now: c.Now})
 	if err != nil {
 		rt.Close()
 		t.Fatalf("node %s: %v", name, err)
@@ -577,6 +652,10 @@ func TestClusterScaleOut(t *testing.T) {
 	if w := b.sink.written.Load(); w != 0 {
 		t.Fatalf("server B wrote %d records while A ran the run: a run runs on one server at a time", w)
 	}
+	// The NATS server comes back (same store, same routes) under the run;
+	// it catches up while the run goes on (checked once the run ended).
+	cluster.restart(leader)
+	t.Logf("restarted NATS server %s after %d records at the target", si.Cluster.Leader, a.sink.written.Load())
 
 	// Crash A mid-run.
 	atCrash := a.sink.written.Load()
@@ -655,6 +734,23 @@ func TestClusterScaleOut(t *testing.T) {
 		keys, _ := keysOf(ctx, b.s.runs.reqs, "acme.*")
 		return len(keys) == 0
 	})
+
+	// The restarted NATS server rejoined: its replicas of every stream (the
+	// work stream, the buckets) caught up with their leaders...
+	streams := cluster.waitCaughtUp(ctx, leader, b.rt.JetStream(), 30*time.Second)
+	t.Logf("NATS server %s holds current replicas of all %d streams", si.Cluster.Leader, streams)
+	// ...and a second, small run succeeds with all three servers up, its
+	// writes replicated to the restarted server too.
+	wh2 := b.expect(b.do("POST", "/v1/webhooks/acme/tick", "", map[string]any{"id": 8}), 202).json(t)
+	whID2, _ := wh2["runId"].(string)
+	waitWithin(t, 20*time.Second, "the second run to end", func() bool {
+		run, err := b.rt.Runs().Get(ctx, "acme", whID2)
+		return err == nil && run.Finished()
+	})
+	if run, err := b.rt.Runs().Get(ctx, "acme", whID2); err != nil || run.Status != "succeeded" || run.Counts.Success != 1 {
+		t.Fatalf("the run after the NATS server came back: %+v %v", run, err)
+	}
+	cluster.waitCaughtUp(ctx, leader, b.rt.JetStream(), 30*time.Second)
 	t.Logf("done in %s", time.Since(began).Round(time.Millisecond))
 }
 

@@ -183,6 +183,7 @@ func newFuzzServer(f *testing.F) *fuzzServer {
 	f.Cleanup(func() { rt.Close() })
 	c := &clock{t: time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)} // frozen: no schedule fires
 	log := &lockedBuffer{}
+	// Confined, as ferry serve runs: fr's files are FilesDir/fr/data.
 	s, err := New(rt, Options{AdminKey: testAdminKey, MasterKey: bytes.Repeat([]byte{7}, 32), MaxBodyBytes: 64 << 10,
 		Now: c.Now, FilesDir: f.TempDir(), Events: EventOptions{NoDispatch: true},
 		Logger: slog.New(slog.NewTextHandler(log, &slog.HandlerOptions{Level: slog.LevelError}))})
@@ -207,7 +208,7 @@ func newFuzzServer(f *testing.F) *fuzzServer {
 		fs.must(f, fs.do("PUT", "/v1/config", fs.keys[tenant+"/user"], jsonOf(map[string]any{"files": map[string]string{"main.hcl": src}}), "If-Match", "0"), 200)
 	}
 	apply("fz", fuzzConfigFZ)
-	apply("fr", fuzzConfigFR(f.TempDir()))
+	apply("fr", fuzzConfigFR("data"))
 	// A finished run of fr with two records in the DLQ (they lack "name").
 	in := []map[string]any{{"id": 1, "name": "a"}, {"id": 2}, {"id": 3}}
 	run := fs.must(f, fs.do("POST", "/v1/sync-events", fs.keys["fr/trigger"], jsonOf(map[string]any{"integration": "items", "input": in, "wait": "30s"})), 200)

@@ -22,9 +22,13 @@ const (
 	// DefaultRateBurst is how many requests a key may send at once.
 	DefaultRateBurst = 100
 	// DefaultWebhookRateLimit and DefaultWebhookRateBurst are a webhook's
-	// (one integration of one tenant).
-	DefaultWebhookRateLimit = 500
-	DefaultWebhookRateBurst = 1000
+	// (one integration of one tenant), per server. The limit is about what
+	// one 2-core server ingests (BenchmarkWebhookIngest), so it never stops
+	// deliveries the server could store, yet one integration flooded (its
+	// URL is public) cannot take a larger server from the others. The
+	// burst, two seconds of it, takes a bulk edit of 10,000 items at once.
+	DefaultWebhookRateLimit = 5000
+	DefaultWebhookRateBurst = 10_000
 	// maxRateBuckets bounds the limiter's memory (~150 bytes a bucket).
 	maxRateBuckets = 100_000
 	// rateSweepEvery is how often idle buckets are dropped.
@@ -95,6 +99,22 @@ func (l *rateLimiter) allow(key string) (bool, time.Duration) {
 	return true, 0
 }
 
+// peek is allow without taking a token: whether key's bucket has one, and
+// when not, how long until it has. It creates no bucket: a missing one is full.
+func (l *rateLimiter) peek(key string) (bool, time.Duration) {
+	now := l.now()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	b := l.buckets[key]
+	if b == nil {
+		return true, 0
+	}
+	if tokens := b.lim.TokensAt(now); tokens < 1 {
+		return false, time.Duration((1 - tokens) / float64(l.limit) * float64(time.Second))
+	}
+	return true, 0
+}
+
 func (l *rateLimiter) sweep(now time.Time) {
 	l.lastSweep = now
 	for k, b := range l.buckets {
@@ -133,11 +153,17 @@ func (s *Server) rateLimited(w http.ResponseWriter, rt Route, r *http.Request, p
 	if ok {
 		return false
 	}
-	// Retry-After is whole seconds (RFC 9110); rounding up, never 0, so a
-	// client that honours it is not refused again.
-	secs := max(1, int(math.Ceil(wait.Seconds())))
-	w.Header().Set("Retry-After", strconv.Itoa(secs))
+	secs := retryAfter(w, wait)
 	writeProblem(w, newProblem(http.StatusTooManyRequests, probRateLimited,
 		"%s sent more than %d requests at once or %g a second; retry after %d s", who, l.burst, float64(l.limit), secs))
 	return true
+}
+
+// retryAfter sets Retry-After for a wait and returns it in seconds: whole
+// seconds (RFC 9110), rounded up, never 0, so a client that honours it is
+// not refused again.
+func retryAfter(w http.ResponseWriter, wait time.Duration) int {
+	secs := max(1, int(math.Ceil(wait.Seconds())))
+	w.Header().Set("Retry-After", strconv.Itoa(secs))
+	return secs
 }

@@ -19,7 +19,7 @@ import (
 func (s *Server) runRoutes() []Route {
 	syncRoles := []Role{RoleUser, RoleTrigger}
 	syncRead := []Role{RoleUser, RoleViewer, RoleTrigger}
-	runFields := []string{"id", "integration", "trigger", "status", "outcome", "revision", "queued", "started", "ended", "error"}
+	runFields := []string{"id", "integration", "trigger", "triggeredBy", "status", "outcome", "revision", "queued", "started", "ended", "error"}
 	dlqFields := []string{"id", "integration", "runId", "key", "stage", "category", "status", "revision", "created", "updated"}
 	return []Route{
 		// Sync events: trigger a run, poll it by correlation id.
@@ -75,6 +75,9 @@ type RunInfo struct {
 	CorrelationID string `json:"correlationId"`
 	Integration   string `json:"integration"`
 	Trigger       string `json:"trigger,omitempty"`
+	// TriggeredBy is who started the run: the id of the API key (never the
+	// key), or webhook or schedule, which have none.
+	TriggeredBy string `json:"triggeredBy,omitempty"`
 	// Revision is the configuration revision the run runs on.
 	Revision string `json:"revision,omitempty"`
 	// Status: queued, running, succeeded, partial, failed.
@@ -101,7 +104,7 @@ type RunLinks struct {
 }
 
 func runInfo(r *runtime.Run) RunInfo {
-	ri := RunInfo{ID: r.ID, CorrelationID: r.ID, Integration: r.Integration, Trigger: r.Trigger, Revision: r.Revision,
+	ri := RunInfo{ID: r.ID, CorrelationID: r.ID, Integration: r.Integration, Trigger: r.Trigger, TriggeredBy: r.TriggeredBy, Revision: r.Revision,
 		Status: r.Status, Counts: r.Counts, Queued: r.Queued, Error: r.Error, Resumes: r.Resumes, Replays: r.Replays,
 		Links: RunLinks{Self: "/v1/sync-events/" + r.ID, Run: "/v1/runs/" + r.ID, Errors: "/v1/runs/" + r.ID + "/errors", DLQ: "/v1/dlq?run=" + r.ID}}
 	if r.Finished() {
@@ -240,39 +243,53 @@ func (s *Server) listRuns(w http.ResponseWriter, r *http.Request, p *Principal) 
 	default:
 		return newProblem(http.StatusBadRequest, probBadRequest, "status=%q: use queued, running, succeeded, partial or failed", status)
 	}
-	integration, trigger := v.Get("integration"), v.Get("trigger")
-	page, err := s.rt.Runs().List(r.Context(), p.Tenant, runtime.RunFilter{Integration: integration, Status: status, PageSize: 1 << 30})
+	f := runtime.RunFilter{Integration: v.Get("integration"), Status: status, Trigger: v.Get("trigger"), From: from, To: to}
+	sel, err := s.rt.Runs().Select(r.Context(), p.Tenant, f)
 	if err != nil {
 		if errors.Is(err, runtime.ErrInvalidName) {
 			return newProblem(http.StatusBadRequest, probBadRequest, "%s", err.Error())
 		}
 		return err
 	}
-	known := make(map[string]bool, len(page.Runs))
-	for _, run := range page.Runs {
-		known[run.ID] = true
-	}
-	pending, err := s.pendingRuns(r.Context(), p.Tenant, known)
+	pending, err := s.pendingRuns(r.Context(), p.Tenant, sel.Known)
 	if err != nil {
 		return err
 	}
-	all := append(pending, page.Runs...) // not started yet: newest
-	items := make([]RunInfo, 0, len(all))
-	for _, run := range all {
-		if (integration != "" && run.Integration != integration) || (status != "" && run.Status != status) ||
-			(trigger != "" && run.Trigger != trigger) {
-			continue
+	// Not started yet: newest, before the runtime's runs.
+	var queued []*runtime.Run
+	for _, run := range pending {
+		if f.Match(run) {
+			queued = append(queued, run)
 		}
-		at := run.Started
-		if at.IsZero() {
-			at = run.Queued
+	}
+	if len(q.Filters) > 0 || len(q.Order) > 0 {
+		// filter= and order= may use any field: listquery sees every run.
+		all := append(queued, sel.Runs(0, sel.Total())...)
+		items := make([]RunInfo, 0, len(all))
+		for _, run := range all {
+			items = append(items, runInfo(run))
 		}
-		if (!from.IsZero() && at.Before(from)) || (!to.IsZero() && !at.Before(to)) {
-			continue
-		}
+		return writeList(w, r, items, q)
+	}
+	// Only the page is decoded and built; the numbers are listquery.Apply's
+	// without filters or order (a page past the end is empty).
+	total := len(queued) + sel.Total()
+	start := total
+	if q.Page-1 <= total/q.PageSize {
+		start = min((q.Page-1)*q.PageSize, total)
+	}
+	end := start + min(q.PageSize, total-start)
+	items := make([]RunInfo, 0, end-start)
+	for _, run := range queued[min(start, len(queued)):min(end, len(queued))] {
 		items = append(items, runInfo(run))
 	}
-	return writeList(w, r, items, q)
+	if end > len(queued) {
+		for _, run := range sel.Runs(max(start, len(queued))-len(queued), end-len(queued)) {
+			items = append(items, runInfo(run))
+		}
+	}
+	writeJSON(w, r, http.StatusOK, listOf[RunInfo]{Items: items, Page: q.Page, PageSize: q.PageSize, Total: total})
+	return nil
 }
 
 func (s *Server) runErrors(w http.ResponseWriter, r *http.Request, p *Principal) error {

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -76,6 +77,10 @@ var (
 	ErrInvalidInput        = errors.New("invalid input")
 )
 
+// requestMarkerTTL is how long the marker of an ended run's request stays:
+// long enough for every watcher to see it. (A variable for tests.)
+var requestMarkerTTL = time.Minute
+
 // errLeaseLost stops a run on a server that no longer holds its lease.
 var errLeaseLost = errors.New("the run's lease was lost")
 
@@ -85,6 +90,9 @@ type TriggerRequest struct {
 	// Trigger says what started the run: "api" (sync events), "webhook",
 	// "schedule", ... (default "api").
 	Trigger string
+	// TriggeredBy is the id of the API key that asked for the run (never the
+	// key); empty for triggers without a key (see runRequest.triggeredBy).
+	TriggeredBy string
 	// Input are records (JSON objects) read in place of the integration's
 	// source; nil reads the source. A run with input does not use or move the
 	// integration's incremental cursor.
@@ -104,6 +112,7 @@ type runRequest struct {
 	Tenant      string    `json:"tenant"`
 	Integration string    `json:"integration"`
 	Trigger     string    `json:"trigger"`
+	TriggeredBy string    `json:"triggeredBy,omitempty"` // see triggeredBy
 	Revision    int       `json:"revision"`
 	Queued      time.Time `json:"queued"`
 	// HasInput: the run reads InputRecords records from the input stream's
@@ -123,6 +132,16 @@ type runRequest struct {
 }
 
 func requestKey(tenant, runID string) string { return tenant + "." + runID }
+
+// triggeredBy is who started the run, for its record: the key id of the
+// request that asked for it, or, for the triggers that have no key
+// (webhooks, schedules), the trigger itself.
+func (rr *runRequest) triggeredBy() string {
+	if rr.TriggeredBy == "" && (rr.Trigger == "webhook" || rr.Trigger == "schedule") {
+		return rr.Trigger
+	}
+	return rr.TriggeredBy
+}
 
 func idempotencyKey(tenant, integration, key string) string {
 	sum := sha256.Sum256([]byte(key))
@@ -144,6 +163,29 @@ type activeRun struct {
 	// cancel stops the execution (with runtime.ErrCancelled: ends it as
 	// cancelled); nil until the execution started.
 	cancel context.CancelCauseFunc
+	// rr is the run's request as launched: its integration and place in
+	// the queue (awaitTurn).
+	rr runRequest
+	// slotted is closed once the run holds its integration's slot here, or
+	// needs none (parallel runs).
+	slotted  chan struct{}
+	slotOnce sync.Once
+}
+
+// slot marks the run as holding its integration's slot (awaitTurn).
+func (ar *activeRun) slot() {
+	if ar != nil {
+		ar.slotOnce.Do(func() { close(ar.slotted) })
+	}
+}
+
+// queuedBefore orders runs as they were queued: by Queued, then run id
+// (sortable: a time, then random).
+func queuedBefore(a, b *runRequest) bool {
+	if !a.Queued.Equal(b.Queued) {
+		return a.Queued.Before(b.Queued)
+	}
+	return a.RunID < b.RunID
 }
 
 type runManager struct {
@@ -154,6 +196,9 @@ type runManager struct {
 	node   string
 	sem    chan struct{}
 	lease  time.Duration // Options.RunLease
+
+	// reqStream is reqs's stream (tests inspect it).
+	reqStream jetstream.Stream
 
 	ctx    context.Context // cancelled when Close gives up waiting: runs stop, resumable
 	cancel context.CancelFunc
@@ -182,11 +227,23 @@ func newRunManager(ctx context.Context, s *Server) (*runManager, error) {
 		m.lease = DefaultRunLease
 	}
 	var err error
+	// A request lives while its run does: its lease is rewritten every third
+	// of RunLease, waiting or running. The TTL bounds the requests of runs
+	// that could not start (shown as failed runs: as long as run history is
+	// kept) and those no server took up for that long.
+	runRetention, _ := s.rt.Retention()
 	if m.reqs, err = runtime.KeyValue(ctx, s.js, jetstream.KeyValueConfig{
 		Bucket: BucketRunRequests, History: 1, Storage: jetstream.FileStorage, Replicas: s.opts.Replicas,
 		Description: "ferry: started runs until they ended (resumed after a restart)",
+		TTL:         max(runRetention, runtime.DefaultRunRetention),
+		// An ended run's request is purged with a marker that expires
+		// (finish): watchers see the purge, scans do not read it forever.
+		LimitMarkerTTL: requestMarkerTTL,
 	}); err != nil {
 		return nil, fmt.Errorf("apiserver: creating bucket %s: %w", BucketRunRequests, err)
+	}
+	if m.reqStream, err = s.js.Stream(ctx, "KV_"+BucketRunRequests); err != nil {
+		return nil, fmt.Errorf("apiserver: bucket %s: %w", BucketRunRequests, err)
 	}
 	if m.idem, err = runtime.KeyValue(ctx, s.js, jetstream.KeyValueConfig{
 		Bucket: BucketIdempotency, History: 1, Storage: jetstream.FileStorage, Replicas: s.opts.Replicas,
@@ -320,7 +377,7 @@ func (s *Server) StartRun(ctx context.Context, req TriggerRequest) (string, erro
 			m.purgeInput(bg, req.Tenant, runID)
 		}
 	}
-	rr := runRequest{RunID: runID, Tenant: req.Tenant, Integration: req.Integration, Trigger: req.Trigger,
+	rr := runRequest{RunID: runID, Tenant: req.Tenant, Integration: req.Integration, Trigger: req.Trigger, TriggeredBy: req.TriggeredBy,
 		Revision: rev, Queued: s.now().UTC(), Owner: m.node, LeaseUntil: time.Now().Add(m.lease)}
 	if req.Input != nil {
 		rr.HasInput, rr.InputRecords = true, len(req.Input)
@@ -547,7 +604,7 @@ func (m *runManager) purgeInput(ctx context.Context, tenant, runID string) {
 // that takes webhook deliveries until it is sealed (webhooks_batch.go).
 func (m *runManager) launch(rr runRequest, prog *engine.Program, open *openRun) {
 	key := requestKey(rr.Tenant, rr.RunID)
-	ar := &activeRun{done: make(chan struct{})}
+	ar := &activeRun{done: make(chan struct{}), rr: rr, slotted: make(chan struct{})}
 	m.mu.Lock()
 	m.active[key] = ar
 	m.mu.Unlock()
@@ -576,6 +633,44 @@ func (m *runManager) integrationLock(tenant, integration string) chan struct{} {
 	return lk
 }
 
+// awaitTurn waits until every run of rr's integration executing here that
+// was queued before it holds the integration's slot or ended (false: ctx
+// ended first), so runs take the slot in queue order whatever order they
+// were launched in. After a crash this matters: the earliest run is the
+// one that held the integration's run lock in the dead process; a later
+// run in the slot first would wait out that lock's TTL (runtime
+// Options.LockTTL) while the earlier run waited behind it.
+func (m *runManager) awaitTurn(ctx context.Context, rr *runRequest) bool {
+	for {
+		var before *activeRun
+		m.mu.Lock()
+		for _, ar := range m.active {
+			if ar.rr.Tenant != rr.Tenant || ar.rr.Integration != rr.Integration || !queuedBefore(&ar.rr, rr) {
+				continue
+			}
+			select {
+			case <-ar.slotted:
+			case <-ar.done:
+			default:
+				before = ar
+			}
+			if before != nil {
+				break
+			}
+		}
+		m.mu.Unlock()
+		if before == nil {
+			return true
+		}
+		select {
+		case <-before.slotted:
+		case <-before.done:
+		case <-ctx.Done():
+			return false
+		}
+	}
+}
+
 // doneChan is closed when the run's execution in this process ended; nil when
 // it does not execute here.
 func (m *runManager) doneChan(tenant, runID string) <-chan struct{} {
@@ -593,7 +688,8 @@ func (m *runManager) execute(rr runRequest, prog *engine.Program, open *openRun)
 	runCtx, loseLease := context.WithCancelCause(m.ctx)
 	defer loseLease(nil)
 	m.mu.Lock()
-	if ar := m.active[key]; ar != nil {
+	ar := m.active[key]
+	if ar != nil {
 		ar.cancel = loseLease
 	}
 	m.mu.Unlock()
@@ -624,7 +720,7 @@ func (m *runManager) execute(rr runRequest, prog *engine.Program, open *openRun)
 		case errors.Is(cause, runtime.ErrCancelled):
 			seal()
 			stopLease()
-			res, err := m.s.rt.EndCancelled(context.Background(), rr.Tenant, rr.Integration, rr.RunID, rr.Trigger, strconv.Itoa(rr.Revision))
+			res, err := m.s.rt.EndCancelledRun(context.Background(), *rr.asRun())
 			if err != nil {
 				log.Error("recording the cancelled run; it is retried", "error", err)
 				m.release(key)
@@ -677,6 +773,10 @@ func (m *runManager) execute(rr runRequest, prog *engine.Program, open *openRun)
 	// parallel runs): queue here, in order, rather than in a slot of the
 	// semaphore waiting for the runtime's integration lock.
 	if !job.AllowParallelRuns {
+		if !m.awaitTurn(runCtx, &rr) {
+			stopped()
+			return
+		}
 		lk := m.integrationLock(rr.Tenant, rr.Integration)
 		select {
 		case lk <- struct{}{}:
@@ -686,6 +786,7 @@ func (m *runManager) execute(rr runRequest, prog *engine.Program, open *openRun)
 		}
 		defer func() { <-lk }()
 	}
+	ar.slot()
 	select {
 	case m.sem <- struct{}{}:
 	case <-runCtx.Done():
@@ -697,7 +798,7 @@ func (m *runManager) execute(rr runRequest, prog *engine.Program, open *openRun)
 	seal()
 	log.Info("run starting", "trigger", rr.Trigger, "revision", rr.Revision)
 	m.emit(rr, EventRunStarted, map[string]any{"runId": rr.RunID, "trigger": rr.Trigger, "revision": rr.Revision})
-	res, err := m.s.rt.RunJob(runCtx, job, runtime.RunOptions{Trigger: rr.Trigger, Secrets: secrets, Revision: revision, RunID: rr.RunID})
+	res, err := m.s.rt.RunJob(runCtx, job, runtime.RunOptions{Trigger: rr.Trigger, TriggeredBy: rr.triggeredBy(), Secrets: secrets, Revision: revision, RunID: rr.RunID})
 	stopLease()
 	switch {
 	case err != nil && errors.Is(context.Cause(runCtx), errLeaseLost):
@@ -774,7 +875,12 @@ func (m *runManager) finish(ctx context.Context, rr runRequest) {
 	if rr.HasInput {
 		m.purgeInput(ctx, rr.Tenant, rr.RunID)
 	}
-	if err := m.reqs.Delete(ctx, requestKey(rr.Tenant, rr.RunID)); err != nil {
+	// A KV delete would leave a marker per run, read again by every scan
+	// and run list until the bucket's TTL; removing the message from the
+	// stream without a marker makes a key lister that counted it wait for
+	// it forever (nats.go's watcher waits for as many messages as were
+	// pending when it started). A purge marker that expires does neither.
+	if err := m.reqs.Purge(ctx, requestKey(rr.Tenant, rr.RunID), jetstream.PurgeTTL(requestMarkerTTL)); err != nil {
 		m.s.log.Warn("removing the request of an ended run", "run", rr.RunID, "error", err)
 	}
 }
@@ -902,46 +1008,68 @@ func (m *runManager) scan() {
 		}
 		return
 	}
+	// Resumed in queue order, so an integration's runs take its slot here in
+	// that order (awaitTurn); and not past an earlier run of the same
+	// integration that another server leases: if that server died, the
+	// earlier run held the integration's run lock, and a later one taken
+	// up first would wait out that lock (runtime Options.LockTTL). Once the
+	// lease expired, the earlier run is resumed first.
+	type request struct {
+		key string
+		rr  runRequest
+		rev uint64
+	}
+	reqs := make([]request, 0, len(keys))
 	for _, key := range keys {
+		var rr runRequest
+		rev, found, err := getJSON(ctx, m.reqs, key, &rr)
+		if err != nil || !found || rr.Error != "" {
+			continue
+		}
+		reqs = append(reqs, request{key, rr, rev})
+	}
+	sort.Slice(reqs, func(i, j int) bool { return queuedBefore(&reqs[i].rr, &reqs[j].rr) })
+	leasedElsewhere := map[string]bool{} // tenant/integration
+	for _, r := range reqs {
 		select {
 		case <-m.closing:
 			return
 		default:
 		}
+		integration := r.rr.Tenant + "/" + r.rr.Integration
 		m.mu.Lock()
-		_, here := m.active[key]
+		_, here := m.active[r.key]
 		m.mu.Unlock()
-		if here {
-			continue
+		switch {
+		case here:
+		case leasedElsewhere[integration]:
+		case r.rr.Owner != "" && time.Now().Before(r.rr.LeaseUntil):
+			leasedElsewhere[integration] = true // executing on a live server
+		case !m.takeOver(ctx, r.key, r.rr, r.rev):
+			leasedElsewhere[integration] = true // another server was quicker
 		}
-		m.takeOver(ctx, key)
 	}
 }
 
-func (m *runManager) takeOver(ctx context.Context, key string) {
-	var rr runRequest
-	rev, found, err := getJSON(ctx, m.reqs, key, &rr)
-	if err != nil || !found || rr.Error != "" {
-		return
-	}
-	if rr.Owner != "" && time.Now().Before(rr.LeaseUntil) {
-		return // executing on a live server
-	}
+// takeOver resumes the request rr (revision rev) of a run whose lease
+// expired; false when another server took it first.
+func (m *runManager) takeOver(ctx context.Context, key string, rr runRequest, rev uint64) bool {
 	if run, err := m.s.rt.Runs().Get(ctx, rr.Tenant, rr.RunID); err == nil && run.Finished() {
 		m.finish(ctx, rr) // ended; its process died before removing the request
-		return
+		return true
 	}
 	if !m.enter() {
-		return
+		return true
 	}
 	rr.Owner, rr.LeaseUntil = m.node, time.Now().Add(m.lease)
 	b, _ := json.Marshal(rr)
 	if _, err := m.reqs.Update(ctx, key, b, rev); err != nil {
-		m.wg.Done() // another server was quicker
-		return
+		m.wg.Done() // another server was quicker (or the request changed: the next scan sees it)
+		return false
 	}
 	m.s.log.Info("resuming run", "tenant", rr.Tenant, "integration", rr.Integration, "run", rr.RunID, "revision", rr.Revision)
 	m.launch(rr, nil, nil)
+	return true
 }
 
 // Close stops starting runs (StartRun returns ErrShuttingDown), waits for the
@@ -1012,7 +1140,7 @@ func (s *Server) runState(ctx context.Context, tenant, runID string) (*runtime.R
 }
 
 func (rr *runRequest) asRun() *runtime.Run {
-	run := &runtime.Run{ID: rr.RunID, Tenant: rr.Tenant, Integration: rr.Integration, Trigger: rr.Trigger,
+	run := &runtime.Run{ID: rr.RunID, Tenant: rr.Tenant, Integration: rr.Integration, Trigger: rr.Trigger, TriggeredBy: rr.triggeredBy(),
 		Revision: strconv.Itoa(rr.Revision), Status: engine.RunQueued, Queued: rr.Queued}
 	if rr.Error != "" {
 		run.Status, run.Error, run.Ended = engine.RunFailed, rr.Error, rr.Queued
@@ -1022,7 +1150,7 @@ func (rr *runRequest) asRun() *runtime.Run {
 
 // pendingRuns are the tenant's stored requests whose run the runtime does
 // not know yet (queued, or could not start).
-func (s *Server) pendingRuns(ctx context.Context, tenant string, known map[string]bool) ([]*runtime.Run, error) {
+func (s *Server) pendingRuns(ctx context.Context, tenant string, known func(id string) bool) ([]*runtime.Run, error) {
 	keys, err := keysOf(ctx, s.runs.reqs, tenant+".*")
 	if err != nil && !errors.Is(err, jetstream.ErrNoKeysFound) {
 		return nil, err
@@ -1030,7 +1158,7 @@ func (s *Server) pendingRuns(ctx context.Context, tenant string, known map[strin
 	var out []*runtime.Run
 	for _, k := range keys {
 		id := strings.TrimPrefix(k, tenant+".")
-		if known[id] {
+		if known(id) {
 			continue
 		}
 		var rr runRequest

@@ -10,16 +10,12 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"net/url"
 	"regexp"
-	"slices"
-	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/ferryhq/ferry/apiserver/listquery"
-	"github.com/ferryhq/ferry/connectors"
+	"github.com/ferryhq/ferry/connectors/secretscrub"
 	"github.com/ferryhq/ferry/engine"
 	"github.com/ferryhq/ferry/runtime"
 	"github.com/nats-io/nats.go/jetstream"
@@ -228,85 +224,13 @@ func (s *Server) listSecrets(w http.ResponseWriter, r *http.Request, p *Principa
 // and a connector that puts one in an error (a configuration echoed back, a
 // URL with its token) has it scrubbed before the error is recorded anywhere
 // (DLQ entries, runs, events, logs, responses). Scrubbing happens where the
-// values are resolved, the only place that knows them.
+// values are resolved, the only place that knows them: see secretscrub.
 
-// scrubbedSecret replaces a secret value in an error message.
-const scrubbedSecret = "[secret]"
-
-// minScrubbedLen: values shorter than this are not scrubbed; replacing every
-// "a" or "1" would garble all messages, and such a value protects nothing.
-const minScrubbedLen = 4
-
-// secretScrubber resolves a tenant's secrets for one job or check and
-// remembers the values it handed out.
-type secretScrubber struct {
-	resolve func(string) (string, error)
-
-	mu    sync.Mutex
-	forms []string // each value as written and as escaped in URLs and quoted strings
+// scrubbedSecrets resolves a tenant's secrets for one job or check and
+// scrubs the values it handed out.
+func (s *Server) scrubbedSecrets(tenant string) *secretscrub.Scrubber {
+	return secretscrub.New(s.Secrets(tenant))
 }
-
-func (s *Server) scrubbedSecrets(tenant string) *secretScrubber {
-	return &secretScrubber{resolve: s.Secrets(tenant)}
-}
-
-// Resolve is a secret("name") resolver that remembers the value.
-func (sc *secretScrubber) Resolve(name string) (string, error) {
-	v, err := sc.resolve(name)
-	if err != nil || len(v) < minScrubbedLen {
-		return v, err
-	}
-	goQuoted, jsonQuoted := strconv.Quote(v), mustMarshal(v) // "…": the quotes stripped below
-	forms := []string{v, url.QueryEscape(v), url.PathEscape(v), goQuoted[1 : len(goQuoted)-1], jsonQuoted[1 : len(jsonQuoted)-1]}
-	sc.mu.Lock()
-	defer sc.mu.Unlock()
-	for _, f := range forms {
-		if !slices.Contains(sc.forms, f) {
-			sc.forms = append(sc.forms, f)
-		}
-	}
-	// Longest first: a form that contains another is replaced whole.
-	slices.SortFunc(sc.forms, func(a, b string) int { return len(b) - len(a) })
-	return v, nil
-}
-
-func mustMarshal(v string) string {
-	b, _ := json.Marshal(v) // a string always marshals
-	return string(b)
-}
-
-// Scrub replaces the remembered values in msg.
-func (sc *secretScrubber) Scrub(msg string) string {
-	sc.mu.Lock()
-	defer sc.mu.Unlock()
-	for _, f := range sc.forms {
-		msg = strings.ReplaceAll(msg, f, scrubbedSecret)
-	}
-	return msg
-}
-
-// Err returns err with the remembered values scrubbed from its message. An
-// error that holds none is returned as is; one that does keeps its chain
-// (errors.Is and As see the category, a Retry-After, context.Canceled), only
-// its message changes.
-func (sc *secretScrubber) Err(err error) error {
-	if err == nil {
-		return nil
-	}
-	msg := err.Error()
-	if clean := sc.Scrub(msg); clean != msg {
-		return &scrubbedError{msg: clean, err: err}
-	}
-	return err
-}
-
-type scrubbedError struct {
-	msg string
-	err error
-}
-
-func (e *scrubbedError) Error() string { return e.msg }
-func (e *scrubbedError) Unwrap() error { return e.err }
 
 // programJob is runtime.ProgramJob with the tenant's secrets, the errors of
 // its source and sink scrubbed of them. secrets is the job's resolver, for
@@ -317,75 +241,6 @@ func (s *Server) programJob(tenant string, prog *engine.Program, integration, re
 	if err != nil {
 		return nil, nil, err
 	}
-	openSource, openSink := job.OpenSource, job.OpenSink
-	job.OpenSource = func(ctx context.Context) (connectors.Source, error) {
-		src, err := openSource(ctx)
-		if err != nil {
-			return nil, sc.Err(err)
-		}
-		return &scrubbedSource{src: src, sc: sc}, nil
-	}
-	job.OpenSink = func(ctx context.Context, opts connectors.SinkOptions) (connectors.Sink, error) {
-		sink, err := openSink(ctx, opts)
-		if err != nil {
-			return nil, sc.Err(err)
-		}
-		return &scrubbedSink{sink: sink, sc: sc}, nil
-	}
+	job.OpenSource, job.OpenSink = sc.OpenSource(job.OpenSource), sc.OpenSink(job.OpenSink)
 	return job, sc.Resolve, nil
-}
-
-// scrubbedSource and scrubbedSink pass everything through, errors scrubbed,
-// and keep the optional interfaces the runtime looks for (Close of a source;
-// Flusher, ConcurrentSink).
-type scrubbedSource struct {
-	src connectors.Source
-	sc  *secretScrubber
-}
-
-func (s *scrubbedSource) Read(ctx context.Context, req connectors.ReadRequest, emit func(connectors.Record) error) error {
-	return s.sc.Err(s.src.Read(ctx, req, emit))
-}
-
-func (s *scrubbedSource) Close() error {
-	if c, ok := s.src.(interface{ Close() error }); ok {
-		return s.sc.Err(c.Close())
-	}
-	return nil
-}
-
-type scrubbedSink struct {
-	sink connectors.Sink
-	sc   *secretScrubber
-}
-
-var (
-	_ connectors.Flusher        = (*scrubbedSink)(nil)
-	_ connectors.ConcurrentSink = (*scrubbedSink)(nil)
-)
-
-func (s *scrubbedSink) Write(ctx context.Context, writes []connectors.Write) []error {
-	errs := s.sink.Write(ctx, writes)
-	if errs == nil {
-		return nil
-	}
-	out := make([]error, len(errs))
-	for i, err := range errs {
-		out[i] = s.sc.Err(err)
-	}
-	return out
-}
-
-func (s *scrubbedSink) Close(ctx context.Context) error { return s.sc.Err(s.sink.Close(ctx)) }
-
-func (s *scrubbedSink) Flush(ctx context.Context) error {
-	if f, ok := s.sink.(connectors.Flusher); ok {
-		return s.sc.Err(f.Flush(ctx))
-	}
-	return nil
-}
-
-func (s *scrubbedSink) ConcurrentWrites() bool {
-	cs, ok := s.sink.(connectors.ConcurrentSink)
-	return ok && cs.ConcurrentWrites()
 }

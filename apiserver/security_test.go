@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/ferryhq/ferry/connectors"
+	"github.com/ferryhq/ferry/connectors/secretscrub"
 	"github.com/ferryhq/ferry/engine"
 	"github.com/ferryhq/ferry/runtime"
 	"github.com/hashicorp/hcl/v2/hcldec"
@@ -281,7 +282,7 @@ func TestPlantedSecretNeverInClear(t *testing.T) {
 	}
 	scrubbedIn := func(where string, b []byte) {
 		t.Helper()
-		if !bytes.Contains(b, []byte(scrubbedSecret)) {
+		if !bytes.Contains(b, []byte(secretscrub.Mask)) {
 			t.Errorf("%s shows no scrubbed error: the test proves nothing there\n%s", where, b)
 		}
 	}
@@ -804,7 +805,7 @@ var auditExempt = map[string]string{
 	"POST /v1/mappings/{name}/test":            "read-only: maps one record",
 	"POST /v1/connections/{name}/test":         "read-only: runs the connector's check",
 	"POST /v1/subscriptions/{id}/test":         "sends a test event; kept in the subscription's delivery history",
-	"POST /v1/sync-events":                     "starts a run, kept in the run history (GET /v1/runs, trigger api); trigger keys send these at upstream volume, which would drown the changes in the log",
+	"POST /v1/sync-events":                     "starts a run, kept in the run history with the id of the key that started it (GET /v1/runs, triggeredBy); trigger keys send these at upstream volume, which would drown the changes in the log",
 	"POST /v1/webhooks/{tenant}/{integration}": "public: a verified delivery starts a run, kept in the run history (trigger webhook)",
 }
 
@@ -1031,75 +1032,3 @@ func dlqFixture(t *testing.T, e *env, tenant, integration, runID string, n int) 
 		}
 	}
 }
-
-// TestSecretScrubber: every written form of a resolved value is scrubbed;
-// an error keeps its chain (category, Retry-After, context errors) and one
-// without a secret is returned as is.
-func TestSecretScrubber(t *testing.T) {
-	values := map[string]string{"tok": `a/b+c"d"`, "short": "abc"}
-	sc := &secretScrubber{resolve: func(name string) (string, error) {
-		if v, ok := values[name]; ok {
-			return v, nil
-		}
-		return "", ErrSecretNotFound
-	}}
-	if _, err := sc.Resolve("nope"); !errors.Is(err, ErrSecretNotFound) {
-		t.Fatal(err)
-	}
-	for _, n := range []string{"tok", "short"} {
-		if v, err := sc.Resolve(n); err != nil || v != values[n] {
-			t.Fatalf("%s: %q %v", n, v, err)
-		}
-	}
-	v := values["tok"]
-	quoted, _ := json.Marshal(v)
-	for _, form := range []string{v, url.QueryEscape(v), url.PathEscape(v), fmt.Sprintf("%q", v), string(quoted)} {
-		if got := sc.Scrub("x " + form + " y"); strings.Contains(got, "a/b") || strings.Contains(got, "a%2Fb") || !strings.Contains(got, scrubbedSecret) {
-			t.Errorf("form %s: scrubbed to %s", form, got)
-		}
-	}
-	if got := sc.Scrub("abc is too short to be scrubbed"); got != "abc is too short to be scrubbed" {
-		t.Errorf("short value scrubbed: %s", got)
-	}
-
-	plain := connectors.Permanent(errors.New("no secret here"))
-	if sc.Err(plain) != plain {
-		t.Error("an error without a secret was replaced")
-	}
-	base := connectors.Transient(fmt.Errorf("token %s: %w", v, context.DeadlineExceeded), 3*time.Second)
-	err := fmt.Errorf("execute: %w", sc.Err(base))
-	if strings.Contains(err.Error(), v) || !strings.Contains(err.Error(), "token "+scrubbedSecret) {
-		t.Errorf("message %q", err)
-	}
-	if connectors.CategoryOf(err) != connectors.CategoryTransient || connectors.RetryAfterOf(err) != 3*time.Second || !errors.Is(err, context.DeadlineExceeded) {
-		t.Errorf("the chain was lost: %v %v %v", connectors.CategoryOf(err), connectors.RetryAfterOf(err), errors.Is(err, context.DeadlineExceeded))
-	}
-
-	// The sink wrapper keeps the optional interfaces the runtime uses.
-	fs := &flushingSink{}
-	w := &scrubbedSink{sink: fs, sc: sc}
-	if !w.ConcurrentWrites() {
-		t.Error("ConcurrentWrites lost")
-	}
-	if err := w.Flush(t.Context()); err == nil || strings.Contains(err.Error(), v) || !fs.flushed {
-		t.Errorf("Flush: %v (flushed %t)", err, fs.flushed)
-	}
-	if errs := w.Write(t.Context(), []connectors.Write{{Key: "1"}, {Key: "2"}}); errs[0] != nil || strings.Contains(errs[1].Error(), v) {
-		t.Errorf("Write: %v", errs)
-	}
-	if (&scrubbedSink{sink: secEchoSink{}, sc: sc}).ConcurrentWrites() {
-		t.Error("a sink that is not concurrent became so")
-	}
-}
-
-type flushingSink struct{ flushed bool }
-
-func (s *flushingSink) Write(_ context.Context, ws []connectors.Write) []error {
-	return []error{nil, errors.New(`rejected with a/b+c"d"`)}
-}
-func (s *flushingSink) Close(context.Context) error { return nil }
-func (s *flushingSink) Flush(context.Context) error {
-	s.flushed = true
-	return errors.New(`flush with a/b+c"d" failed`)
-}
-func (s *flushingSink) ConcurrentWrites() bool { return true }

@@ -56,6 +56,14 @@ type Options struct {
 	RateBurst        int
 	WebhookRateLimit float64
 	WebhookRateBurst int
+	// AuthFailureLimit is the failed authentications per second a source
+	// address (IPv6: its /64) or a key id may sustain (0:
+	// DefaultAuthFailureLimit; negative: unlimited), AuthFailureBurst how
+	// many may come at once (0: DefaultAuthFailureBurst); beyond them, 429
+	// with Retry-After before the key store is read. Keys seen to work are
+	// never throttled (auth.go authThrottle).
+	AuthFailureLimit float64
+	AuthFailureBurst int
 	// Replicas of the server's buckets and stream on a NATS cluster (default 1).
 	Replicas int
 	// Logger receives request and error logs (default: discard).
@@ -76,8 +84,18 @@ type Options struct {
 	// connection's path = "data"): FilesDir/<tenant>. Default: the system's
 	// temporary directory. TenantDirs overrides it per tenant (ferry serve
 	// --dev DIR points its tenant at DIR).
+	//
+	// A tenant's connectors may not touch files outside its directory
+	// (absolute paths, "..", symbolic links leading out): one tenant cannot
+	// reach the host's files nor another tenant's. Only the tenants of
+	// TenantDirs, the developer's own (--dev), are not confined: like ferry
+	// run, their paths may point anywhere on the machine.
 	FilesDir   string
 	TenantDirs map[string]string
+	// HostFiles lifts that confinement for every tenant: a server whose
+	// tenants are all one team's may read and write any path of the host
+	// (ferry serve --host-files).
+	HostFiles bool
 }
 
 // tenantDir is the directory a tenant's relative connector paths resolve against.
@@ -93,13 +111,23 @@ func (s *Server) tenantDir(tenant string) string {
 }
 
 // compile validates and compiles a tenant's files (compileFiles) for use on
-// this server: relative connector paths resolve in the tenant's directory.
+// this server: relative connector paths resolve in the tenant's directory,
+// and connectors may not touch the file system outside it (issue 7: another
+// tenant's files, the host's). Paths known now that lead out are refused
+// here, at plan and apply; those held in secrets when a run opens them.
 func (s *Server) compile(tenant string, files map[string]string) (*compiled, error) {
 	c, err := compileFiles(tenant, files)
 	if err != nil {
 		return nil, err
 	}
 	c.cfg.Dir = s.tenantDir(tenant)
+	if _, dev := s.opts.TenantDirs[tenant]; dev || s.opts.HostFiles {
+		return c, nil
+	}
+	c.cfg.Root = c.cfg.Dir
+	if diags := engine.CheckConnectors(c.cfg); diags.HasErrors() {
+		return nil, configProblem("the configuration is invalid", append(c.diags, diags...))
+	}
 	return c, nil
 }
 
@@ -119,6 +147,8 @@ type Server struct {
 
 	// Token buckets per API key and per webhook (ratelimit.go); nil when off.
 	keyLimiter, webhookLimiter *rateLimiter
+	// authThrottle limits failed authentications (auth.go); nil when off.
+	authThrottle *authThrottle
 
 	mu       sync.Mutex
 	programs map[string]cachedProgram // tenant → compiled current revision
@@ -145,7 +175,7 @@ func New(rt *runtime.Runtime, opts Options) (*Server, error) {
 	if opts.AdminKey != "" && len(opts.AdminKey) < 24 {
 		return nil, errors.New("apiserver: the admin key must be at least 24 characters; generate one with `openssl rand -base64 32`")
 	}
-	if math.IsNaN(opts.RateLimit) || math.IsNaN(opts.WebhookRateLimit) {
+	if math.IsNaN(opts.RateLimit) || math.IsNaN(opts.WebhookRateLimit) || math.IsNaN(opts.AuthFailureLimit) {
 		return nil, errors.New("apiserver: a rate limit is NaN; give requests per second, or -1 for unlimited")
 	}
 	if opts.MaxBodyBytes <= 0 {
@@ -185,6 +215,7 @@ func New(rt *runtime.Runtime, opts Options) (*Server, error) {
 	// test freezes the server's business clock.
 	s.keyLimiter = newRateLimiter(opts.RateLimit, opts.RateBurst, DefaultRateLimit, DefaultRateBurst, time.Now)
 	s.webhookLimiter = newRateLimiter(opts.WebhookRateLimit, opts.WebhookRateBurst, DefaultWebhookRateLimit, DefaultWebhookRateBurst, time.Now)
+	s.authThrottle = newAuthThrottle(opts.AuthFailureLimit, opts.AuthFailureBurst, time.Now)
 	s.met = newHTTPMetrics()
 	s.met.reg.MustRegister(rt.Collectors()...) // records, runs, retries, DLQ depth, pending work
 	s.routes = s.routeTable()
@@ -259,7 +290,7 @@ func (s *Server) wrap(rt Route) http.Handler {
 		var p *Principal
 		if len(rt.Roles) > 0 {
 			var prob *Problem
-			p, prob = s.authenticate(r)
+			p, prob = s.authenticate(w, r)
 			if prob != nil {
 				if prob.Status == http.StatusUnauthorized {
 					w.Header().Set("WWW-Authenticate", `ApiKey realm="ferry", Bearer realm="ferry"`)

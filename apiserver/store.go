@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"time"
 
 	"github.com/ferryhq/ferry/runtime"
 	"github.com/nats-io/nats.go/jetstream"
@@ -97,7 +98,26 @@ func getJSON(ctx context.Context, kv jetstream.KeyValue, key string, v any) (rev
 }
 
 // keysOf lists the keys matching a filter; none is not an error.
+//
+// A key lister is a watcher that ends once it received as many messages as
+// were pending when it started; when some of those are removed before they
+// are delivered (a TTL expiring a marker), it never ends. So each attempt is
+// bounded and a lister that did not finish is started again.
 func keysOf(ctx context.Context, kv jetstream.KeyValue, filter string) ([]string, error) {
+	for attempt := 1; ; attempt++ {
+		actx, cancel := context.WithTimeout(ctx, keysAttempt)
+		keys, err := listKeys(actx, kv, filter)
+		cancel()
+		if err == nil || ctx.Err() != nil || attempt == 3 || !errors.Is(err, context.DeadlineExceeded) {
+			return keys, err
+		}
+	}
+}
+
+// keysAttempt bounds one listing (keysOf); a variable for tests.
+var keysAttempt = 10 * time.Second
+
+func listKeys(ctx context.Context, kv jetstream.KeyValue, filter string) ([]string, error) {
 	l, err := kv.ListKeysFiltered(ctx, filter)
 	if err != nil {
 		return nil, err
@@ -106,6 +126,10 @@ func keysOf(ctx context.Context, kv jetstream.KeyValue, filter string) ([]string
 	var out []string
 	for k := range l.Keys() {
 		out = append(out, k)
+	}
+	// The lister closes its channel when it ends and when ctx does.
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("listing %s keys %s: %w", kv.Bucket(), filter, err)
 	}
 	return out, nil
 }

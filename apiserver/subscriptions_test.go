@@ -36,7 +36,8 @@ func newEventsEnv(t *testing.T, eo EventOptions) *env {
 func serverOn(t *testing.T, rt *runtime.Runtime, eo EventOptions) *env {
 	t.Helper()
 	c := &clock{t: time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)}
-	s, err := New(rt, Options{AdminKey: testAdminKey, MasterKey: bytes.Repeat([]byte{7}, 32), MaxBodyBytes: 64 << 10, Now: c.Now, Events: eo})
+	// Its tests point file connections at absolute temporary directories.
+	s, err := New(rt, Options{AdminKey: testAdminKey, MasterKey: bytes.Repeat([]byte{7}, 32), MaxBodyBytes: 64 << 10, Now: c.Now, Events: eo, HostFiles: true})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -59,7 +59,8 @@ func (s *Server) postSyncEvent(w http.ResponseWriter, r *http.Request, p *Princi
 	if len(ik) > maxIdempotencyKey {
 		return newProblem(http.StatusBadRequest, probBadRequest, "Idempotency-Key is longer than %d characters", maxIdempotencyKey)
 	}
-	id, err := s.StartRun(r.Context(), TriggerRequest{Tenant: p.Tenant, Integration: req.Integration, Trigger: "api", Input: req.Input, IdempotencyKey: ik})
+	id, err := s.StartRun(r.Context(), TriggerRequest{Tenant: p.Tenant, Integration: req.Integration, Trigger: "api", TriggeredBy: p.KeyID,
+		Input: req.Input, IdempotencyKey: ik})
 	if err != nil {
 		return startRunProblem(w, err)
 	}

@@ -26,6 +26,8 @@ import (
 //
 //  1. the tenant, the integration and its webhook block must exist in the
 //     current revision, else 404 (one body for all three: no enumeration);
+//     a revision applied on another server applies here within
+//     milliseconds, at most webhookRevisionTTL (see endpoint);
 //  2. the body is read raw, up to WebhookMaxBodyBytes (413 beyond);
 //  3. the delivery is verified (401);
 //  4. a topic the block does not accept is acknowledged (200, ignored): a
@@ -54,8 +56,14 @@ const WebhookMaxBodyBytes = 5 << 20
 
 // webhookEndpointTTL is how long a built endpoint (with its resolved
 // secrets) is reused: a changed secret applies within this time; a new
-// revision applies at once. (A variable for tests.)
+// revision as endpoint says. (A variable for tests.)
 var webhookEndpointTTL = 5 * time.Second
+
+// webhookRevisionTTL is how long a delivery may be served on the revision
+// read before without reading the revision pointer again, when no newer
+// revision reached this server meanwhile (see endpoint). (A variable for
+// tests.)
+var webhookRevisionTTL = time.Second
 
 // Outcomes of ferry_webhook_requests_total.
 const (
@@ -92,7 +100,9 @@ type webhooks struct {
 
 type endpointEntry struct {
 	revision int
+	prog     *engine.Program // of revision, as CurrentProgram returned it
 	built    time.Time
+	read     time.Time // when the revision pointer was read last
 	ep       *webhook.Endpoint
 	err      error
 }
@@ -230,13 +240,20 @@ func (wh *webhooks) unauthorized(w http.ResponseWriter, ep *webhook.Endpoint, te
 // readBody reads the whole body, at most limit bytes (*http.MaxBytesError
 // beyond).
 func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, error) {
-	var buf bytes.Buffer
-	if r.ContentLength > 0 {
-		buf.Grow(int(r.ContentLength) + 1) // ≤ limit: checked before
-	} else {
-		buf.Grow(4096)
+	body := http.MaxBytesReader(w, r.Body, limit)
+	if n := r.ContentLength; n > 0 && n <= limit {
+		// net/http reads no further than Content-Length, so the body fits
+		// exactly: a bytes.Buffer would grow it to twice its size to look
+		// for more.
+		b := make([]byte, n)
+		if _, err := io.ReadFull(body, b); err != nil {
+			return nil, err
+		}
+		return b, nil
 	}
-	_, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, limit))
+	var buf bytes.Buffer
+	buf.Grow(4096)
+	_, err := buf.ReadFrom(body)
 	if err != nil && !errors.Is(err, io.EOF) {
 		return nil, err
 	}
@@ -254,8 +271,25 @@ var (
 // (prog, rev), its secrets resolved; errUnknownWebhook when the tenant, the
 // integration or its webhook block does not exist. Built endpoints are
 // reused for webhookEndpointTTL within one revision.
+//
+// Reading the tenant's revision pointer was a KV round trip per delivery
+// (and its value holds every file of the revision); a built endpoint
+// serves without it while the program this server compiled for the tenant
+// is still the one the endpoint was built with, for webhookRevisionTTL.
+// An apply on this server replaces that program at once; one on another
+// server reaches this one's programs through the schedules' watch of the
+// pointers (milliseconds), else within webhookRevisionTTL.
 func (wh *webhooks) endpoint(ctx context.Context, tenant, name string) (*webhook.Endpoint, *engine.Program, int, error) {
-	if !tenantNameRe.MatchString(tenant) || !nameRe.MatchString(name) {
+	key := tenant + "\x00" + name
+	wh.mu.Lock()
+	e, ok := wh.endpoints[key] // only valid names have one
+	wh.mu.Unlock()
+	if ok {
+		now := time.Now()
+		if now.Sub(e.read) < webhookRevisionTTL && now.Sub(e.built) < webhookEndpointTTL && wh.s.compiledProgram(tenant) == e.prog {
+			return e.ep, e.prog, e.revision, e.err
+		}
+	} else if !tenantNameRe.MatchString(tenant) || !nameRe.MatchString(name) {
 		return nil, nil, 0, errUnknownWebhook
 	}
 	prog, rev, err := wh.s.CurrentProgram(ctx, tenant)
@@ -269,11 +303,10 @@ func (wh *webhooks) endpoint(ctx context.Context, tenant, name string) (*webhook
 	if in == nil || in.Webhook == nil {
 		return nil, nil, rev, errUnknownWebhook
 	}
-	key := tenant + "\x00" + name
-	wh.mu.Lock()
-	e, ok := wh.endpoints[key]
-	wh.mu.Unlock()
-	if ok && e.revision == rev && time.Since(e.built) < webhookEndpointTTL {
+	read := time.Now()
+	if ok && e.revision == rev && read.Sub(e.built) < webhookEndpointTTL {
+		e.prog, e.read = prog, read
+		wh.store(key, e)
 		return e.ep, prog, rev, e.err
 	}
 	ep, err := wh.build(tenant, prog, in)
@@ -282,12 +315,25 @@ func (wh *webhooks) endpoint(ctx context.Context, tenant, name string) (*webhook
 		wh.s.log.Error("webhook cannot verify deliveries; fix its block or set its secrets", "tenant", tenant, "integration", name, "revision", rev, "error", err)
 		err = fmt.Errorf("%w: %w", errWebhookConfig, err)
 	}
+	wh.store(key, endpointEntry{revision: rev, prog: prog, built: read, read: read, ep: ep, err: err})
+	return ep, prog, rev, err
+}
+
+// store keeps an endpoint unless one of a later revision is kept already.
+func (wh *webhooks) store(key string, e endpointEntry) {
 	wh.mu.Lock()
-	if cur, ok := wh.endpoints[key]; !ok || cur.revision <= rev {
-		wh.endpoints[key] = endpointEntry{revision: rev, built: time.Now(), ep: ep, err: err}
+	if cur, ok := wh.endpoints[key]; !ok || cur.revision <= e.revision {
+		wh.endpoints[key] = e
 	}
 	wh.mu.Unlock()
-	return ep, prog, rev, err
+}
+
+// compiledProgram is the program this server compiled last for tenant's
+// current revision (nil: none).
+func (s *Server) compiledProgram(tenant string) *engine.Program {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.programs[tenant].prog
 }
 
 // build resolves the webhook block's secrets and builds its endpoint. A

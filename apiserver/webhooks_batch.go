@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/ferryhq/ferry/engine"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // Group commit of webhook deliveries.
@@ -31,9 +33,9 @@ import (
 // that arrived while its previous write was in flight (no timer: a lone
 // delivery is stored at once, a burst waits at most one write):
 //
-//  1. each delivery id's idempotency key is claimed for the run (in
-//     parallel); a repeated id, in the batch or stored, is a duplicate of
-//     the run it joined first. Meanwhile the integration must be found
+//  1. each delivery id's idempotency key is claimed for the run (all in
+//     one pipelined round, see claim); a repeated id, in the batch or
+//     stored, is a duplicate of the run it joined first. Meanwhile the integration must be found
 //     active (one KV read per flush), else the claims are undone;
 //  2. the records are published to the run's input subject, each with its
 //     position (webhook:<delivery id>[i]; input[i] without an id);
@@ -355,7 +357,7 @@ func (q *ingestQueue) store(ctx context.Context, batch []*delivery, o *openRun, 
 }
 
 // claim claims the idempotency keys of the batch's deliveries for runID
-// (in parallel) and answers the deliveries seen before. It returns the
+// (pipelined) and answers the deliveries seen before. It returns the
 // deliveries to store, the repeats of one of those in the same batch (they
 // share its outcome) and the keys it claimed.
 func (q *ingestQueue) claim(ctx context.Context, batch []*delivery, runID string) (accepted, repeats []*delivery, claimed []string) {
@@ -375,8 +377,19 @@ func (q *ingestQueue) claim(ctx context.Context, batch []*delivery, runID string
 		}
 	}
 	res := make([]claimResult, len(keys))
+	// Every key is first created in one pipelined round: what
+	// KeyValue.Create sends (a put that expects no message on the key's
+	// subject), published asynchronously, then awaited together. A key
+	// that was not created so (stored already, or deleted since: Create
+	// then updates the delete marker, or no answer) takes the full path,
+	// which tells a duplicate from an orphaned key.
+	created := q.m.createKeys(ctx, keys, runID)
 	var wg sync.WaitGroup
 	for i, k := range keys {
+		if created[i] {
+			res[i] = claimResult{runID, true, nil}
+			continue
+		}
 		wg.Go(func() {
 			id, created, err := q.m.claimIdempotencyKey(ctx, q.tenant, q.integration, k, runID)
 			res[i] = claimResult{id, created, err}
@@ -408,4 +421,42 @@ func (q *ingestQueue) claim(ctx context.Context, batch []*delivery, runID string
 		}
 	}
 	return accepted, repeats, claimed
+}
+
+// idemSubject is the subject of BucketIdempotency's key k, as the KV API
+// writes it (no JetStream domain or API prefix: ferry's connection has
+// none).
+const idemSubject = "$KV." + BucketIdempotency + "."
+
+// createKeys creates the idempotency keys with value runID, as
+// KeyValue.Create would when none exists, pipelined: created[i] is whether
+// keys[i] was created by this call. A key not created (stored already or
+// deleted since, JetStream not answering in time) is false; the caller
+// takes the full path for it.
+func (m *runManager) createKeys(ctx context.Context, keys []string, runID string) []bool {
+	created := make([]bool, len(keys))
+	futures := make([]jetstream.PubAckFuture, len(keys))
+	value := []byte(runID)
+	for i, k := range keys {
+		msg := &nats.Msg{Subject: idemSubject + k, Data: value,
+			Header: nats.Header{jetstream.ExpectedLastSubjSeqHeader: []string{"0"}}}
+		f, err := m.s.js.PublishMsgAsync(msg)
+		if err != nil {
+			break // the rest take the full path
+		}
+		futures[i] = f
+	}
+	for i, f := range futures {
+		if f == nil {
+			break
+		}
+		select {
+		case <-f.Ok():
+			created[i] = true
+		case <-f.Err():
+		case <-ctx.Done():
+			return created
+		}
+	}
+	return created
 }

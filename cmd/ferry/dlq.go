@@ -338,7 +338,8 @@ with the server's secrets; --config plays no part.`,
 			if !ok {
 				return 1
 			}
-			jobs := runtime.ProgramJobs(tenant, prog, envSecret, revisionOf(prog.Config))
+			revision := revisionOf(prog.Config)
+			jobs := func(integration string) (*runtime.Job, error) { return localJob(tenant, prog, integration, revision) }
 			opts := runtime.ReplayOptions{Record: record, Reason: reason}
 			return sf.withStore(c, func(ctx context.Context, rt *runtime.Runtime) int {
 				if all {

@@ -136,6 +136,7 @@ type apiRun struct {
 	ID          string           `json:"id"`
 	Integration string           `json:"integration"`
 	Trigger     string           `json:"trigger,omitempty"`
+	TriggeredBy string           `json:"triggeredBy,omitempty"`
 	Revision    string           `json:"revision,omitempty"`
 	Status      engine.RunStatus `json:"status"`
 	Counts      engine.Counts    `json:"counts"`
@@ -151,14 +152,14 @@ func toAPIRun(r *runtime.Run) *apiRun {
 	if r == nil {
 		return nil
 	}
-	return &apiRun{ID: r.ID, Integration: r.Integration, Trigger: r.Trigger, Revision: r.Revision, Status: r.Status, Counts: r.Counts,
+	return &apiRun{ID: r.ID, Integration: r.Integration, Trigger: r.Trigger, TriggeredBy: r.TriggeredBy, Revision: r.Revision, Status: r.Status, Counts: r.Counts,
 		Queued: r.Queued, Started: r.Started, Ended: r.Ended, Error: r.Error, Resumes: r.Resumes, Replays: r.Replays}
 }
 
 // fromRunInfo maps the API's run onto the runtime's (the tenant is the key's,
 // which the API does not name).
 func fromRunInfo(ri apiserver.RunInfo) *runtime.Run {
-	r := &runtime.Run{ID: ri.ID, Integration: ri.Integration, Trigger: ri.Trigger, Revision: ri.Revision, Status: ri.Status,
+	r := &runtime.Run{ID: ri.ID, Integration: ri.Integration, Trigger: ri.Trigger, TriggeredBy: ri.TriggeredBy, Revision: ri.Revision, Status: ri.Status,
 		Counts: ri.Counts, Queued: ri.Queued, Error: ri.Error, Resumes: ri.Resumes, Replays: ri.Replays}
 	if ri.Started != nil {
 		r.Started = *ri.Started

@@ -5,12 +5,15 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"sort"
 	"strings"
 	"time"
 
+	"github.com/ferryhq/ferry/connectors"
+	"github.com/ferryhq/ferry/connectors/secretscrub"
 	"github.com/ferryhq/ferry/engine"
 	"github.com/ferryhq/ferry/runtime"
 	"github.com/nats-io/nuid"
@@ -41,6 +44,8 @@ nothing is written to the data directory, no retries across processes, no DLQ.`,
 			cf.declare(fs)
 			conn.declare(fs)
 			conn.declareSync(fs)
+			conn.declareSinkTimeout(fs)
+			conn.declareRetention(fs, false)
 			fs.StringVar(&integration, "integration", "", "run only this integration (default: all, in name order)")
 			fs.BoolVar(&jsonOut, "json", false, "print the run summaries as JSON")
 			fs.BoolVar(&inMemory, "in-memory", false, "run in-process without JetStream; writes nothing to the data directory")
@@ -97,7 +102,7 @@ func (r *runner) inMemory(ctx context.Context, only string) int {
 		return r.c.errorf("%v", err)
 	}
 	for _, name := range names {
-		res, err := r.prog.Run(ctx, name, engine.RunOptions{Secrets: envSecret})
+		res, err := r.runInMemory(ctx, name)
 		if err != nil {
 			if ctx.Err() != nil {
 				return r.c.errorf("interrupted: integration %q did not finish (an --in-memory run cannot be resumed)", name)
@@ -130,9 +135,11 @@ func (r *runner) durable(ctx context.Context, only, runID string) int {
 		if id == "" {
 			id = nuid.Next() // chosen here so an interrupted run can be named
 		}
-		res, err := rt.Run(ctx, tenant, r.prog, name, runtime.RunOptions{
-			Trigger: "cli", Secrets: envSecret, Revision: revision, RunID: id,
-		})
+		job, err := localJob(tenant, r.prog, name, revision)
+		if err != nil {
+			return c.errorf("integration %q: %v", name, err)
+		}
+		res, err := rt.RunJob(ctx, job, runtime.RunOptions{Trigger: "cli", Revision: revision, RunID: id})
 		if err != nil {
 			if ctx.Err() != nil {
 				fmt.Fprintf(c.stderr, "Interrupted: run %s of integration %s stopped and can be resumed:\n  ferry run %s --integration %s --run-id %s%s\n",
@@ -261,6 +268,37 @@ func printFailures(c *ctx, fs []engine.RecordFailure) {
 		}
 		fmt.Fprintf(c.stdout, "  failed %s at %s (%s): %s\n", f.Key, f.Stage, f.Category, oneLine(f.Message, 120))
 	}
+}
+
+// runInMemory runs one integration in-process with its connectors' errors
+// scrubbed of the secret values they were given, as the server scrubs them:
+// a run's output often ends up in CI logs.
+func (r *runner) runInMemory(ctx context.Context, name string) (*engine.RunResult, error) {
+	sc := secretscrub.New(envSecret)
+	src, err := r.prog.OpenSource(name, sc.Resolve)
+	if err != nil {
+		return nil, sc.Err(err)
+	}
+	src = sc.Source(src)
+	defer src.(io.Closer).Close() // the engine closes only what it opened itself
+	sink, err := r.prog.OpenSink(name, sc.Resolve, connectors.SinkOptions{})
+	if err != nil {
+		return nil, sc.Err(err)
+	}
+	return r.prog.Run(ctx, name, engine.RunOptions{Secrets: sc.Resolve, Source: src, Sink: sc.Sink(sink)})
+}
+
+// localJob is the durable Job of an integration for ferry run and ferry dlq
+// replay: secrets from FERRY_SECRET_<NAME>, the errors of its connectors
+// scrubbed of their values before the runtime records them (run, DLQ).
+func localJob(tenant string, prog *engine.Program, integration, revision string) (*runtime.Job, error) {
+	sc := secretscrub.New(envSecret)
+	job, err := runtime.ProgramJob(tenant, prog, integration, sc.Resolve, revision)
+	if err != nil {
+		return nil, err
+	}
+	job.OpenSource, job.OpenSink = sc.OpenSource(job.OpenSource), sc.OpenSink(job.OpenSink)
+	return job, nil
 }
 
 // envSecret resolves secret("name") from FERRY_SECRET_<NAME> for local runs.

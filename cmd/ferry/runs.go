@@ -288,6 +288,9 @@ func printRunDetail(c *ctx, r *runtime.Run, errs []runError, server, hint string
 	row("Status", string(r.Status))
 	row("Counts", countsLine(r.Counts))
 	row("Trigger", orDash(r.Trigger))
+	if r.TriggeredBy != "" {
+		row("Triggered by", r.TriggeredBy)
+	}
 	row("Revision", orDash(r.Revision))
 	row("Queued", fmtTime(r.Queued))
 	row("Started", fmtTime(r.Started))

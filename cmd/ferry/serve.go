@@ -39,10 +39,11 @@ type serveOptions struct {
 	conn      connFlags
 	dev       string
 	devTenant string // the tenant of --dev DIR, whose relative paths resolve in DIR
+	hostFiles bool
 	maxBody   int64
 	// Rate limits (0: FERRY_RATE_LIMIT etc., else the server's defaults).
-	rateLimit, webhookRateLimit float64
-	rateBurst, webhookRateBurst int
+	rateLimit, webhookRateLimit, authFailureLimit float64
+	rateBurst, webhookRateBurst, authFailureBurst int
 }
 
 func (o *serveOptions) declare(fs *flag.FlagSet) {
@@ -55,12 +56,17 @@ func (o *serveOptions) declare(fs *flag.FlagSet) {
 	fs.StringVar(&o.conn.tls.KeyFile, "tls-key", "", "client key for --tls-cert")
 	o.conn.declareSync(fs)
 	o.conn.declareReplicas(fs)
+	o.conn.declareSinkTimeout(fs)
+	o.conn.declareRetention(fs, true)
 	fs.StringVar(&o.dev, "dev", "", "development mode: create the tenant of the configuration in `DIR`, apply DIR, print an API key")
+	fs.BoolVar(&o.hostFiles, "host-files", false, "let every tenant's connectors use any path of this machine (absolute paths, ..); by default each tenant is confined to DATA_DIR/files/<tenant>. For servers whose tenants are all one team's")
 	fs.Int64Var(&o.maxBody, "max-body", 0, "request body limit in bytes (default 8 MiB)")
 	fs.Float64Var(&o.rateLimit, "rate-limit", 0, fmt.Sprintf("requests per second each API key may send, beyond its burst; -1: unlimited (env FERRY_RATE_LIMIT; default %d)", apiserver.DefaultRateLimit))
 	fs.IntVar(&o.rateBurst, "rate-burst", 0, fmt.Sprintf("requests each API key may send at once (env FERRY_RATE_BURST; default %d)", apiserver.DefaultRateBurst))
 	fs.Float64Var(&o.webhookRateLimit, "webhook-rate-limit", 0, fmt.Sprintf("requests per second each webhook (tenant and integration) may receive, beyond its burst; -1: unlimited (env FERRY_WEBHOOK_RATE_LIMIT; default %d)", apiserver.DefaultWebhookRateLimit))
 	fs.IntVar(&o.webhookRateBurst, "webhook-rate-burst", 0, fmt.Sprintf("requests each webhook may receive at once (env FERRY_WEBHOOK_RATE_BURST; default %d)", apiserver.DefaultWebhookRateBurst))
+	fs.Float64Var(&o.authFailureLimit, "auth-failure-limit", 0, fmt.Sprintf("failed authentications per second a source address or an API key id may send, beyond its burst, before 429; keys seen to work are never limited; -1: unlimited (env FERRY_AUTH_FAILURE_LIMIT; default %g)", apiserver.DefaultAuthFailureLimit))
+	fs.IntVar(&o.authFailureBurst, "auth-failure-burst", 0, fmt.Sprintf("failed authentications a source address or an API key id may send at once (env FERRY_AUTH_FAILURE_BURST; default %d)", apiserver.DefaultAuthFailureBurst))
 }
 
 func init() {
@@ -193,8 +199,9 @@ func startServer(ctx context.Context, c *ctx, o *serveOptions) (*ferryServer, er
 	// they do for ferry run.
 	replicas, _ := o.conn.resolvedReplicas() // checked when the runtime opened
 	opts := apiserver.Options{AdminKey: adminKey, MasterKey: master, MaxBodyBytes: o.maxBody, Logger: log, Replicas: replicas,
-		FilesDir:  filepath.Join(o.conn.dataDir, "files"),
-		RateLimit: o.rateLimit, RateBurst: o.rateBurst, WebhookRateLimit: o.webhookRateLimit, WebhookRateBurst: o.webhookRateBurst}
+		FilesDir: filepath.Join(o.conn.dataDir, "files"), HostFiles: o.hostFiles,
+		RateLimit: o.rateLimit, RateBurst: o.rateBurst, WebhookRateLimit: o.webhookRateLimit, WebhookRateBurst: o.webhookRateBurst,
+		AuthFailureLimit: o.authFailureLimit, AuthFailureBurst: o.authFailureBurst}
 	if o.devTenant != "" {
 		abs, err := filepath.Abs(o.dev)
 		if err != nil {
@@ -258,8 +265,9 @@ func newHTTPServer(h http.Handler, log *slog.Logger, l httpLimits) *http.Server 
 }
 
 // rateLimitsFromEnv fills the rate limits not given as flags from
-// FERRY_RATE_LIMIT, FERRY_RATE_BURST, FERRY_WEBHOOK_RATE_LIMIT and
-// FERRY_WEBHOOK_RATE_BURST.
+// FERRY_RATE_LIMIT, FERRY_RATE_BURST, FERRY_WEBHOOK_RATE_LIMIT,
+// FERRY_WEBHOOK_RATE_BURST, FERRY_AUTH_FAILURE_LIMIT and
+// FERRY_AUTH_FAILURE_BURST.
 func (o *serveOptions) rateLimitsFromEnv() error {
 	for _, v := range []struct {
 		env  string
@@ -270,6 +278,8 @@ func (o *serveOptions) rateLimitsFromEnv() error {
 		{"FERRY_RATE_BURST", nil, &o.rateBurst},
 		{"FERRY_WEBHOOK_RATE_LIMIT", &o.webhookRateLimit, nil},
 		{"FERRY_WEBHOOK_RATE_BURST", nil, &o.webhookRateBurst},
+		{"FERRY_AUTH_FAILURE_LIMIT", &o.authFailureLimit, nil},
+		{"FERRY_AUTH_FAILURE_BURST", nil, &o.authFailureBurst},
 	} {
 		s := strings.TrimSpace(os.Getenv(v.env))
 		switch {

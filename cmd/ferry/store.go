@@ -36,6 +36,9 @@ type connFlags struct {
 	tls      runtime.TLSOptions
 	sync     string
 	replicas int
+	// sinkTimeout is the runtime's default limit of one target call (0: its default).
+	sinkTimeout time.Duration
+	retention   retentionFlags // declareRetention (retention.go)
 }
 
 func (f *connFlags) declare(fs *flag.FlagSet) {
@@ -75,6 +78,12 @@ func (f *connFlags) resolvedReplicas() (int, error) {
 	return n, nil
 }
 
+// declareSinkTimeout: the commands that run integrations (run, serve) bound
+// each call of a target that sets no timeout of its own.
+func (f *connFlags) declareSinkTimeout(fs *flag.FlagSet) {
+	fs.DurationVar(&f.sinkTimeout, "sink-timeout", 0, fmt.Sprintf("limit of one call of a target (a batch of its batch_size records), for targets without a timeout attribute; a call over it is cancelled and its records retried (default %s)", runtime.DefaultSinkTimeout))
+}
+
 func (f *connFlags) declareSync(fs *flag.FlagSet) {
 	fs.StringVar(&f.sync, "sync", runtime.SyncDefault, "embedded file store fsync policy: default (periodic) or always (every write)")
 }
@@ -111,6 +120,9 @@ func (f *connFlags) open(ctx context.Context, c *ctx, dir string, mustExist bool
 	if err != nil {
 		return nil, err
 	}
+	if f.sinkTimeout < 0 {
+		return nil, fmt.Errorf("invalid --sink-timeout %s: it must be positive, like 30s or 5m (or leave it out for the default, %s)", f.sinkTimeout, runtime.DefaultSinkTimeout)
+	}
 	opts := runtime.Options{
 		Replicas:   replicas,
 		NATSURL:    f.natsURL,
@@ -118,6 +130,10 @@ func (f *connFlags) open(ctx context.Context, c *ctx, dir string, mustExist bool
 		SyncPolicy: f.sync,
 		TLS:        tlsOptions(f.tls, tlsSet),
 		Logger:     slog.New(slog.NewTextHandler(c.stderr, &slog.HandlerOptions{Level: slog.LevelInfo, ReplaceAttr: dropTime})),
+	}
+	opts.SinkTimeout = f.sinkTimeout
+	if err := f.retention.apply(&opts); err != nil {
+		return nil, err
 	}
 	if f.natsURL == "" {
 		opts.DataDir = f.resolvedDataDir(dir)

@@ -50,6 +50,7 @@ import (
 	"github.com/ferryhq/ferry/connectors"
 	ferryruntime "github.com/ferryhq/ferry/runtime"
 	"github.com/hashicorp/hcl/v2/hcldec"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/zclconf/go-cty/cty"
 )
 
@@ -149,11 +150,50 @@ func loadParent(o loadOptions) error {
 	return nil
 }
 
-// keyCounter is the "benchcount" sink: entity keys written, and how often.
-var keyCounter = struct {
-	sync.Mutex
-	keys map[string]int
-}{keys: map[string]int{}}
+// tally counts per record number (the seq a key was made from): one byte
+// each, so the load's own bookkeeping does not show as the node's memory
+// growth (a map of key strings grew by ~100 bytes per record).
+type tally struct {
+	mu sync.Mutex
+	n  []uint8
+}
+
+func (t *tally) add(i int64) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if i < 0 || i > 1<<31 {
+		return
+	}
+	if int(i) >= len(t.n) {
+		t.n = append(t.n, make([]uint8, int(i)+1-len(t.n)+len(t.n)/2)...)
+	}
+	if t.n[i] < 255 {
+		t.n[i]++
+	}
+}
+
+func (t *tally) reset() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.n = nil
+}
+
+// seqOf is the record number of an entity key: product ids and item ids are
+// productIDBase+seq and itemIDBase+seq; -1 for anything else.
+func seqOf(key string) int64 {
+	id, err := strconv.ParseInt(key, 10, 64)
+	switch {
+	case err != nil:
+		return -1
+	case id >= productIDBase:
+		return id - productIDBase
+	default:
+		return id - itemIDBase
+	}
+}
+
+// written is the "benchcount" sink's tally: how often each record was written.
+var written tally
 
 func init() {
 	connectors.Register(&connectors.Connector{
@@ -178,10 +218,8 @@ func (countConn) Read(context.Context, connectors.ReadRequest, func(connectors.R
 }
 
 func (countConn) Write(_ context.Context, ws []connectors.Write) []error {
-	keyCounter.Lock()
-	defer keyCounter.Unlock()
 	for _, w := range ws {
-		keyCounter.keys[w.Key]++
+		written.add(seqOf(w.Key))
 	}
 	return nil
 }
@@ -216,7 +254,11 @@ type memSnapshot struct {
 }
 
 func snapshot(label string) memSnapshot {
-	debug.FreeOSMemory() // a GC, and freed pages back to the OS: RSS shows what is held
+	// Two GCs: the first moves sync.Pool contents (nats-server pools its
+	// block buffers) to the victim cache, the second frees them; then freed
+	// pages go back to the OS, so RSS shows what is held.
+	goruntime.GC()
+	debug.FreeOSMemory()
 	var ms goruntime.MemStats
 	goruntime.ReadMemStats(&ms)
 	return memSnapshot{label: label, heapMB: float64(ms.HeapInuse) / 1e6, rssMB: rssMB()}
@@ -239,11 +281,36 @@ func rssMB() float64 {
 	return float64(pages*int64(os.Getpagesize())) / 1e6
 }
 
+// retained reports what JetStream holds at the end: the history a node
+// keeps (runs, settlements, idempotency keys, events, ...). The embedded
+// server keeps per-subject state in memory, so this is what memory grows
+// with until the retention limits are reached.
+func retained(ctx context.Context, w io.Writer, js jetstream.JetStream) error {
+	fmt.Fprintf(w, "\n  %-30s %9s %9s %9s\n", "retained in JetStream", "messages", "subjects", "MB")
+	l := js.ListStreams(ctx)
+	var infos []*jetstream.StreamInfo
+	for si := range l.Info() {
+		infos = append(infos, si)
+	}
+	if err := l.Err(); err != nil {
+		return fmt.Errorf("listing streams: %w", err)
+	}
+	slices.SortFunc(infos, func(a, b *jetstream.StreamInfo) int { return strings.Compare(a.Config.Name, b.Config.Name) })
+	for _, si := range infos {
+		if si.State.Msgs == 0 {
+			continue
+		}
+		fmt.Fprintf(w, "  %-30s %9d %9d %9.1f\n", si.Config.Name, si.State.Msgs, si.State.NumSubjects, float64(si.State.Bytes)/1e6)
+	}
+	return nil
+}
+
 // loadNode is the node under load and a client of it.
 type loadNode struct {
 	url, key string
 	client   *http.Client
 	api      *apiserver.Server
+	js       jetstream.JetStream
 }
 
 // do sends a request and returns the status and body.
@@ -305,7 +372,7 @@ func startNode(ctx context.Context, dir string, clients int) (*loadNode, func(),
 		_ = api.Close(c)
 		rt.Close()
 	}
-	n := &loadNode{url: "http://" + ln.Addr().String(), api: api,
+	n := &loadNode{url: "http://" + ln.Addr().String(), api: api, js: rt.JetStream(),
 		client: &http.Client{Timeout: time.Minute, Transport: &http.Transport{MaxIdleConns: 2 * clients, MaxIdleConnsPerHost: 2 * clients}}}
 	n.key = loadAdminKey
 	if _, err := n.expect(201, "POST", "/v1/tenants", []byte(`{"name":"`+loadTenant+`"}`)); err != nil {
@@ -349,9 +416,7 @@ func load(o loadOptions, w io.Writer) error {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	keyCounter.Lock()
-	clear(keyCounter.keys)
-	keyCounter.Unlock()
+	written.reset()
 	ctx := context.Background()
 	n, stop, err := startNode(ctx, dir, o.webhooks+o.triggers+o.reads)
 	if err != nil {
@@ -366,7 +431,7 @@ func load(o loadOptions, w io.Writer) error {
 
 		seq      atomic.Int64 // delivery and item numbers
 		acceptMu sync.Mutex
-		accepted = map[string]bool{}   // keys of accepted records
+		accepted tally                 // records accepted (by seq)
 		runs     = map[string]string{} // run id → kind
 		lastRun  atomic.Value          // a recent run id, for GET /v1/runs/{id}
 	)
@@ -374,7 +439,7 @@ func load(o loadOptions, w io.Writer) error {
 		acceptMu.Lock()
 		defer acceptMu.Unlock()
 		for _, k := range keys {
-			accepted[k] = true
+			accepted.add(seqOf(k))
 		}
 		if runID != "" {
 			runs[runID] = kindName
@@ -451,8 +516,14 @@ func load(o loadOptions, w io.Writer) error {
 			}
 		})
 	}
-	time.Sleep(o.duration / 2)
-	mem = append(mem, snapshot("middle"))
+	// Samples through the load: after a warm-up (caches filling, the first
+	// runs' state) the node's memory should stay flat; what grows with
+	// the history kept is reported below as retained state.
+	const samples = 6
+	for i := 1; i < samples; i++ {
+		time.Sleep(time.Until(deadline.Add(-o.duration * time.Duration(samples-i) / samples)))
+		mem = append(mem, snapshot(fmt.Sprintf("during, at %s", (o.duration*time.Duration(i)/samples).Round(time.Second))))
+	}
 	wg.Wait()
 	loadEnd := time.Now()
 
@@ -501,17 +572,25 @@ func load(o loadOptions, w io.Writer) error {
 		}
 	}
 
-	keyCounter.Lock()
-	missing, twice := 0, 0
-	for k := range accepted {
-		switch c := keyCounter.keys[k]; {
-		case c == 0:
+	written.mu.Lock()
+	missing, twice, acceptedN := 0, 0, 0
+	for i, a := range accepted.n {
+		if a == 0 {
+			continue
+		}
+		acceptedN++
+		w := uint8(0)
+		if i < len(written.n) {
+			w = written.n[i]
+		}
+		switch {
+		case w == 0:
 			missing++
-		case c > 1:
+		case w > 1:
 			twice++
 		}
 	}
-	keyCounter.Unlock()
+	written.mu.Unlock()
 
 	byKind := map[string]int{}
 	for _, k := range runs {
@@ -537,6 +616,9 @@ func load(o loadOptions, w io.Writer) error {
 	for _, m := range mem {
 		fmt.Fprintf(w, "  %-24s %9.1f %9.1f\n", m.label, m.heapMB, m.rssMB)
 	}
+	if err := retained(ctx, w, n.js); err != nil {
+		return err
+	}
 	deliveries := len(webhook.lat) - webhook.errors
 	perRun := 0.0
 	if byKind["webhook"] > 0 {
@@ -544,7 +626,7 @@ func load(o loadOptions, w io.Writer) error {
 	}
 	fmt.Fprintf(w, "\n  runs: %d webhook (%.1f deliveries per run), %d sync event; all ended %.1fs after the load (%v)\n",
 		byKind["webhook"], perRun, byKind["sync event"], settled.Seconds(), statuses)
-	fmt.Fprintf(w, "  records: %d accepted, %d missing from the sink, %d written more than once (at-least-once)\n", len(accepted), missing, twice)
+	fmt.Fprintf(w, "  records: %d accepted, %d missing from the sink, %d written more than once (at-least-once)\n", acceptedN, missing, twice)
 	if missing > 0 {
 		return fmt.Errorf("%d accepted records never reached the sink", missing)
 	}

@@ -34,7 +34,7 @@ func TestLoad(t *testing.T) {
 			t.Errorf("%s: %s errors", kind, m[2])
 		}
 	}
-	for _, want := range []string{"start ", "middle ", "end (runs settled) ", " 0 missing from the sink"} {
+	for _, want := range []string{"start ", "during, at ", "end (runs settled) ", "retained in JetStream", " 0 missing from the sink"} {
 		if !strings.Contains(report, want) {
 			t.Errorf("the report lacks %q", want)
 		}
