@@ -481,12 +481,35 @@ func (rt *Runtime) recount(ctx context.Context, tenant, runID string) (*Run, err
 }
 
 // listValues returns the current values of the keys matching filter.
+//
+// A watcher tells the end of the current values by a message with nothing
+// pending after it; when the messages still pending when it started are
+// removed before they are delivered (a TTL expiring a run record mid-list),
+// that message never comes and the watcher waits for the next write, maybe
+// forever. So a watcher that goes quiet for listIdle is started again.
 func listValues(ctx context.Context, kv jetstream.KeyValue, filter string) ([]jetstream.KeyValueEntry, error) {
+	for attempt := 1; ; attempt++ {
+		out, err := watchValues(ctx, kv, filter)
+		if !errors.Is(err, errListIdle) || attempt == 3 {
+			return out, err
+		}
+	}
+}
+
+// listIdle is how long a listing may wait for its next value (listValues);
+// a variable for tests.
+var listIdle = 5 * time.Second
+
+var errListIdle = errors.New("no value for a while")
+
+func watchValues(ctx context.Context, kv jetstream.KeyValue, filter string) ([]jetstream.KeyValueEntry, error) {
 	w, err := kv.Watch(ctx, filter, jetstream.IgnoreDeletes())
 	if err != nil {
 		return nil, fmt.Errorf("runtime: list %s: %w", kv.Bucket(), err)
 	}
 	defer w.Stop()
+	idle := time.NewTimer(listIdle)
+	defer idle.Stop()
 	var out []jetstream.KeyValueEntry
 	for {
 		select {
@@ -495,6 +518,9 @@ func listValues(ctx context.Context, kv jetstream.KeyValue, filter string) ([]je
 				return out, nil
 			}
 			out = append(out, e)
+			idle.Reset(listIdle)
+		case <-idle.C:
+			return nil, fmt.Errorf("runtime: list %s %s: %w", kv.Bucket(), filter, errListIdle)
 		case <-ctx.Done():
 			return nil, ctx.Err()
 		}
