@@ -44,6 +44,9 @@ type RunOptions struct {
 	ReadBatch int
 	// Cursor is the last settled cursor for incremental sources.
 	Cursor string
+	// SinkTimeout bounds one call of the target when it has no timeout of
+	// its own (0: DefaultSinkTimeout); see CallWithin.
+	SinkTimeout time.Duration
 }
 
 // MaxFailuresInResult caps RunResult.Failures when failures also go to FailedDir,
@@ -190,7 +193,7 @@ func (p *Program) Run(ctx context.Context, integration string, opts RunOptions) 
 
 	// Writer (this goroutine): reorder by batch sequence, write in input order.
 	wr := &writer{
-		ctx: ctx, pl: pl, sink: sink, sleep: sleep, res: res, fw: fw,
+		ctx: ctx, pl: pl, sink: sink, sleep: sleep, res: res, fw: fw, limit: sinkLimit(pl, opts.SinkTimeout),
 		buf: make([]item, 0, pl.BatchSize),
 	}
 	pending := map[int]batch{}
@@ -243,6 +246,19 @@ type writer struct {
 	res   *RunResult
 	fw    *failureWriter
 	buf   []item
+	limit time.Duration // of one sink call
+}
+
+// sinkLimit is the limit of one call of the pipeline's target: its own
+// timeout, else the run's, else DefaultSinkTimeout.
+func sinkLimit(pl *Pipeline, run time.Duration) time.Duration {
+	switch {
+	case pl.Integration.Target != nil && pl.Integration.Target.Timeout > 0:
+		return pl.Integration.Target.Timeout
+	case run > 0:
+		return run
+	}
+	return DefaultSinkTimeout
 }
 
 func (w *writer) add(it item) {
@@ -298,7 +314,10 @@ func (w *writer) flush() {
 		for i, it := range todo {
 			writes[i] = it.pr.Write
 		}
-		errs := safeWrite(w.ctx, w.sink, writes)
+		cctx, cancel := context.WithTimeout(w.ctx, w.limit)
+		errs := CallWithin(w.ctx, cctx, w.limit, len(writes), func(cctx context.Context) []error {
+			return safeWrite(cctx, w.sink, writes)
+		}, cancel)
 		var retry []item
 		var retryAfter time.Duration
 		for i, it := range todo {

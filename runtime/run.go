@@ -977,24 +977,11 @@ func (rt *Runtime) sinkTimeout(job *Job) time.Duration {
 // the limits still hold.
 func (rt *Runtime) callSink(ctx context.Context, limit time.Duration, sink connectors.Sink, sem, serial chan struct{}, writes []connectors.Write) []error {
 	cctx, cancel := context.WithTimeout(ctx, limit)
-	all := func(err error) []error {
-		errs := make([]error, len(writes))
-		for i := range errs {
-			errs[i] = err
-		}
-		return errs
-	}
-	timedOut := func(what string) error {
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		return connectors.Transient(fmt.Errorf("target %s within the sink timeout (%s): it is slow or hanging; the records are retried", what, limit), 0)
-	}
 	select {
 	case sem <- struct{}{}:
 	case <-cctx.Done():
 		cancel()
-		return all(timedOut("had no free connection slot"))
+		return engine.AllErrors(len(writes), engine.SinkTimedOut(ctx, limit, "had no free connection slot"))
 	}
 	if serial != nil {
 		select {
@@ -1002,40 +989,18 @@ func (rt *Runtime) callSink(ctx context.Context, limit time.Duration, sink conne
 		case <-cctx.Done():
 			<-sem
 			cancel()
-			return all(timedOut("was busy with another call"))
+			return engine.AllErrors(len(writes), engine.SinkTimedOut(ctx, limit, "was busy with another call"))
 		}
 	}
-	done := make(chan []error, 1)
-	go func() {
-		defer func() {
-			if serial != nil {
-				<-serial
-			}
-			<-sem
-			cancel()
-		}()
-		done <- sink.Write(cctx, writes)
-	}()
-	select {
-	case errs := <-done:
-		return errs
-	case <-cctx.Done():
-	}
-	grace := time.NewTimer(min(limit, 5*time.Second))
-	defer grace.Stop()
-	select {
-	case errs := <-done:
-		// A target that gave up at the deadline says "context deadline
-		// exceeded"; say which deadline.
-		for i, err := range errs {
-			if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
-				errs[i] = timedOut("call did not return")
-			}
+	return engine.CallWithin(ctx, cctx, limit, len(writes), func(cctx context.Context) []error {
+		return sink.Write(cctx, writes)
+	}, func() {
+		if serial != nil {
+			<-serial
 		}
-		return errs
-	case <-grace.C:
-		return all(timedOut("call did not return"))
-	}
+		<-sem
+		cancel()
+	})
 }
 
 // sideEffects publishes the settlement's retry message and writes its DLQ

@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/ferryhq/ferry/engine"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -241,10 +242,8 @@ func checkRetention(what string, d time.Duration) error {
 // the record they count for.
 func settleMargin(runRetention time.Duration) time.Duration { return runRetention / 4 }
 
-// DefaultSinkTimeout is Options.SinkTimeout's default: long enough for a large
-// batch against a slow API, short enough that a hung call does not hold a
-// run for good.
-const DefaultSinkTimeout = 5 * time.Minute
+// DefaultSinkTimeout is Options.SinkTimeout's default (engine's).
+const DefaultSinkTimeout = engine.DefaultSinkTimeout
 
 // ErrDataDirBusy means another process has the embedded store's data directory open.
 var ErrDataDirBusy = errors.New("in use by another ferry process")

@@ -59,6 +59,9 @@ nothing is written to the data directory, no retries across processes, no DLQ.`,
 			if inMemory && (runID != "" || conn.natsURL != "" || conn.dataDir != "" || conn.creds != "") {
 				return c.errorf("--in-memory runs in-process: it takes no --run-id, --data-dir, --nats-url or --creds")
 			}
+			if err := conn.checkSinkTimeout(); err != nil {
+				return c.errorf("%v", err)
+			}
 			prog := mustLoad(c, &cf, dir)
 			if prog == nil {
 				return 1
@@ -285,7 +288,7 @@ func (r *runner) runInMemory(ctx context.Context, name string) (*engine.RunResul
 	if err != nil {
 		return nil, sc.Err(err)
 	}
-	return r.prog.Run(ctx, name, engine.RunOptions{Secrets: sc.Resolve, Source: src, Sink: sc.Sink(sink)})
+	return r.prog.Run(ctx, name, engine.RunOptions{Secrets: sc.Resolve, Source: src, Sink: sc.Sink(sink), SinkTimeout: r.conn.sinkTimeout})
 }
 
 // localJob is the durable Job of an integration for ferry run and ferry dlq

@@ -78,6 +78,13 @@ func (f *connFlags) resolvedReplicas() (int, error) {
 	return n, nil
 }
 
+func (f *connFlags) checkSinkTimeout() error {
+	if f.sinkTimeout < 0 {
+		return fmt.Errorf("invalid --sink-timeout %s: it must be positive, like 30s or 5m (or leave it out for the default, %s)", f.sinkTimeout, runtime.DefaultSinkTimeout)
+	}
+	return nil
+}
+
 // declareSinkTimeout: the commands that run integrations (run, serve) bound
 // each call of a target that sets no timeout of its own.
 func (f *connFlags) declareSinkTimeout(fs *flag.FlagSet) {
@@ -120,8 +127,8 @@ func (f *connFlags) open(ctx context.Context, c *ctx, dir string, mustExist bool
 	if err != nil {
 		return nil, err
 	}
-	if f.sinkTimeout < 0 {
-		return nil, fmt.Errorf("invalid --sink-timeout %s: it must be positive, like 30s or 5m (or leave it out for the default, %s)", f.sinkTimeout, runtime.DefaultSinkTimeout)
+	if err := f.checkSinkTimeout(); err != nil {
+		return nil, err
 	}
 	opts := runtime.Options{
 		Replicas:   replicas,
