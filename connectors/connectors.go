@@ -123,6 +123,13 @@ type Env struct {
 	// Connectors resolve the paths they are given with InRoot and open them
 	// through an os.Root, which also refuses symbolic links leading out.
 	Root string
+	// Net, when set, is the network policy of the connector: every
+	// connection it opens must go through a dialer of Net.Dialer (or with
+	// Net.Control), so that the policy sees the address actually dialled,
+	// and not through a proxy of the environment, which would dial on its
+	// own. A server sets it for its tenants (not loopback, not the cloud
+	// metadata service); ferry run leaves it nil: unrestricted.
+	Net *NetPolicy
 }
 
 // InRoot returns where p, a path relative to Dir, lies inside Root, as a

@@ -175,6 +175,9 @@ func (o *oauth2Auth) fetch(ctx context.Context) (string, time.Duration, error) {
 		if ctx.Err() != nil {
 			return "", 0, ctx.Err()
 		}
+		if denied := (*connectors.DeniedAddressError)(nil); errors.As(err, &denied) {
+			return "", 0, connectors.Permanent(fmt.Errorf("oauth2 token request to %s: %w", shown, denied))
+		}
 		return "", 0, connectors.Transient(fmt.Errorf("oauth2 token request to %s: %w", shown, unwrapURLError(err)), 0)
 	}
 	defer resp.Body.Close()

@@ -166,6 +166,14 @@ func (c *Connection) doOnce(ctx context.Context, method, rawURL string, body []b
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
+		var denied *connectors.DeniedAddressError
+		if errors.As(err, &denied) {
+			where := shown()
+			if ue := (*url.Error)(nil); errors.As(err, &ue) && c.redact(ue.URL) != where {
+				where += " (redirected to " + c.redact(ue.URL) + ")"
+			}
+			return nil, connectors.Permanent(fmt.Errorf("%s %s: %w", method, where, denied))
+		}
 		if isTimeout(err) {
 			return nil, connectors.Transient(fmt.Errorf("%s %s: no response within %s: %w", method, shown(), c.timeout, unwrapURLError(err)), 0)
 		}

@@ -14,6 +14,11 @@
 // fails the read, and a redirect to another host loses the API key header
 // (net/http already drops Authorization there).
 //
+// Under a network policy (connectors.Env.Net: a tenant's connection on a
+// ferry server) every connection, a redirect's too, is checked on the
+// address dialled, and HTTP_PROXY and HTTPS_PROXY are not used; a refused
+// address is a permanent error.
+//
 //	connection "erp" {
 //	  type       = "http"
 //	  base_url   = "https://erp.example.com/api"
@@ -273,6 +278,14 @@ func open(env connectors.Env, cfg cty.Value) (*Connection, error) {
 
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.MaxIdleConnsPerHost = 64
+	if env.Net != nil {
+		// Every connection, redirects' and the OAuth2 token endpoint's too,
+		// goes through the policy's dialer, which sees the address dialled
+		// after DNS. A proxy of the environment (HTTP_PROXY) would dial the
+		// destination itself, where the policy cannot look: not used.
+		tr.DialContext = env.Net.Dialer(&net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}).DialContext
+		tr.Proxy = nil
+	}
 	if c.TLS != nil {
 		tc, err := buildTLS(env, c.TLS)
 		if err != nil {

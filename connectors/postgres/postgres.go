@@ -32,7 +32,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"regexp"
+	"net"
 	"strings"
 
 	"github.com/hashicorp/hcl/v2/hcldec"
@@ -133,15 +133,20 @@ func Open(env connectors.Env, cfg cty.Value) (connectors.Connection, error) {
 	if url == "" {
 		return nil, connectors.Permanent(errors.New(`postgres connection: url is required: set url = secret("db_url") (postgres://user:password@host:5432/database)`))
 	}
+	connString, serverEnvParams := url, []string(nil)
 	if env.Root != "" {
-		if err := checkConfinedURL(url); err != nil {
+		var err error
+		if connString, serverEnvParams, err = confinedConnString(url); err != nil {
 			return nil, err
 		}
 	}
-	pc, err := pgxpool.ParseConfig(url)
+	pc, err := pgxpool.ParseConfig(connString)
 	if err != nil {
 		// pgconn redacts the password in parse errors.
-		return nil, connectors.Permanent(fmt.Errorf("postgres connection: invalid url: %w", err))
+		return nil, connectors.Permanent(fmt.Errorf("postgres connection: invalid url: %w", asURL(err, url)))
+	}
+	for _, k := range serverEnvParams {
+		delete(pc.ConnConfig.RuntimeParams, k)
 	}
 	if env.Root != "" {
 		for _, h := range append([]*pgconn.FallbackConfig{{Host: pc.ConnConfig.Host, Port: pc.ConnConfig.Port}}, pc.ConnConfig.Fallbacks...) {
@@ -149,6 +154,11 @@ func Open(env connectors.Env, cfg cty.Value) (connectors.Connection, error) {
 				return nil, connectors.Permanent(fmt.Errorf("postgres connection: the url leads to the Unix socket %s of this server; name the database server's host (postgres://user:password@db.example.com:5432/database): on a ferry server a connection goes over TCP", h.Host))
 			}
 		}
+	}
+	if env.Net != nil {
+		// pgx resolves the host and dials each address (fallbacks and cancel
+		// requests too) with DialFunc: the policy sees the address dialled.
+		pc.ConnConfig.DialFunc = env.Net.Dialer(&net.Dialer{Timeout: pc.ConnConfig.ConnectTimeout}).DialContext
 	}
 	maxConns := defaultMaxConnections
 	if c.MaxConnections != nil {
@@ -173,35 +183,22 @@ func Open(env connectors.Env, cfg cty.Value) (connectors.Connection, error) {
 // (connectors.Env.Root set: a tenant's, on a ferry server). They leave out
 // those that name files of the host, which pgx would read: sslrootcert,
 // sslcert, sslkey (another tenant's client key, say), passfile, service and
-// servicefile; and those pgx does not know, which it would pass on to the
-// database server (options = "-c name=value" sets any server parameter).
+// servicefile; those pgx does not know, which it would pass on to the
+// database server (options = "-c name=value" sets any server parameter);
+// sslcertmode, which is for the client certificate a confined url cannot
+// have (ferry sets it to allow, against PGSSLCERTMODE, and would override
+// the url's without a word); and ssl, but for ssl=true (readConfinedURL's
+// sslmode=require): pgconn sends another value to the database server,
+// which refuses it when the connection opens.
 var confinedURLKeys = []string{
 	"host", "port", "database", "dbname", "user", "password",
-	"sslmode", "ssl", "sslsni", "sslnegotiation", "sslcertmode",
+	"sslmode", "sslsni", "sslnegotiation",
 	"connect_timeout", "target_session_attrs", "application_name", "options",
 	"search_path", "timezone", "statement_timeout", "lock_timeout", "idle_in_transaction_session_timeout",
 	"channel_binding", "require_auth", "min_protocol_version", "max_protocol_version", "krbsrvname", "krbspn",
 	"statement_cache_capacity", "description_cache_capacity", "default_query_exec_mode",
 	"pool_max_conns", "pool_min_conns", "pool_min_idle_conns", "pool_max_conn_lifetime",
 	"pool_max_conn_idle_time", "pool_health_check_period", "pool_max_conn_lifetime_jitter", "pool_ping_timeout",
-}
-
-// notAllowedKey finds the parameter in pgconn's error for a key outside
-// ConnStringAllowedKeys.
-var notAllowedKey = regexp.MustCompile(`key "([^"]*)" is not in ConnStringAllowedKeys`)
-
-// checkConfinedURL refuses a url with a parameter outside confinedURLKeys,
-// before pgx reads any file it names.
-func checkConfinedURL(url string) error {
-	_, err := pgconn.ParseConfigWithOptions(url, pgconn.ParseConfigOptions{ConnStringAllowedKeys: confinedURLKeys})
-	if err == nil {
-		return nil
-	}
-	if m := notAllowedKey.FindStringSubmatch(err.Error()); m != nil {
-		return connectors.Permanent(fmt.Errorf("postgres connection: the url's parameter %q is not allowed on a ferry server: the url may not name files of the server (sslrootcert, sslcert, sslkey, passfile, service, servicefile); set database parameters with options=-c%%20name%%3Dvalue; the parameters allowed are %s",
-			m[1], strings.Join(confinedURLKeys, ", ")))
-	}
-	return connectors.Permanent(fmt.Errorf("postgres connection: invalid url: %w", err))
 }
 
 // Close closes the pool.

@@ -76,6 +76,7 @@ import (
 	"io"
 	"math"
 	"math/big"
+	"net"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -217,7 +218,7 @@ var (
 )
 
 // Open opens a shopify connection from its decoded attributes. It makes no request.
-func Open(_ connectors.Env, cfg cty.Value) (connectors.Connection, error) {
+func Open(env connectors.Env, cfg cty.Value) (connectors.Connection, error) {
 	var c connectionConfig
 	if err := decode(cfg, &c, "connection"); err != nil {
 		return nil, err
@@ -259,9 +260,24 @@ func Open(_ connectors.Env, cfg cty.Value) (connectors.Connection, error) {
 		WebhookSecret: str(c.WebhookSecret),
 		endpoint:      base + "/admin/api/" + version + "/graphql.json",
 		token:         token,
-		client:        &http.Client{Timeout: 60 * time.Second},
+		client:        newClient(env),
 		sleep:         sleepCtx,
 	}, nil
+}
+
+// newClient is the connection's HTTP client. Under a network policy
+// (connectors.Env.Net: a tenant's, on a ferry server; base_url may name any
+// host) it dials through the policy's dialer, and not through a proxy of
+// the environment, which would dial where the policy cannot look.
+func newClient(env connectors.Env) *http.Client {
+	c := &http.Client{Timeout: 60 * time.Second}
+	if env.Net != nil {
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		tr.DialContext = env.Net.Dialer(&net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}).DialContext
+		tr.Proxy = nil
+		c.Transport = tr
+	}
+	return c
 }
 
 // Test runs `{ shop { name } }`.
@@ -431,6 +447,9 @@ func (c *Connection) post(ctx context.Context, body []byte) (*gqlResponse, int, 
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil, 0, 0, ctx.Err()
+		}
+		if denied := (*connectors.DeniedAddressError)(nil); errors.As(err, &denied) {
+			return nil, 0, 0, connectors.Permanent(fmt.Errorf("shopify: request to %s: %w", c.Store, denied))
 		}
 		return nil, 0, 0, connectors.Transient(fmt.Errorf("shopify: request to %s failed: %w", c.Store, err), 0)
 	}
