@@ -542,8 +542,8 @@ func (p *Program) openConnection(name string, secrets func(string) (string, erro
 
 // OpenConnection opens connection name of cfg as a run does: secrets
 // resolved, relative paths against the configuration's directory, file
-// system access confined to cfg.Root when set. The
-// caller closes it when it implements io.Closer (a postgres pool).
+// system access confined to cfg.Root and connections to cfg.Net's policy
+// when set. The caller closes it when it implements io.Closer (a postgres pool).
 func OpenConnection(cfg *lang.Config, name string, secrets func(string) (string, error)) (connectors.Connection, error) {
 	c, ok := cfg.Connections[name]
 	if !ok || c == nil {
@@ -557,7 +557,7 @@ func OpenConnection(cfg *lang.Config, name string, secrets func(string) (string,
 	if err != nil {
 		return nil, fmt.Errorf("connection %q: %w", name, err)
 	}
-	conn, err := ct.Open(connectors.Env{Dir: cfg.Dir, Root: cfg.Root}, v)
+	conn, err := ct.Open(connectors.Env{Dir: cfg.Dir, Root: cfg.Root, Net: cfg.Net}, v)
 	if err != nil {
 		return nil, fmt.Errorf("opening connection %q: %w", name, err)
 	}

@@ -659,13 +659,28 @@ var WebhookVerifiers = []string{"shopify", "hmac", "token", "basic", "none"}
 // verify is required: a webhook endpoint is public, so going without
 // verification must be written down (verify = "none"), never a default.
 var webhookSchema = &hcl.BodySchema{
-	Attributes: []hcl.AttributeSchema{{Name: "verify", Required: true}},
+	Attributes: []hcl.AttributeSchema{{Name: "verify", Required: true}, {Name: "dedupe_window"}},
 }
 
 func (l *loader) decodeWebhookBlock(b *hcl.Block, from string) (*Webhook, hcl.Diagnostics) {
-	w := &Webhook{Verify: "none", Config: map[string]cty.Value{}, DeclRange: b.DefRange}
+	w := &Webhook{Verify: "none", DedupeWindow: DefaultDedupeWindow, Config: map[string]cty.Value{}, DeclRange: b.DefRange}
 	content, remain, diags := b.Body.PartialContent(webhookSchema)
 	w.Verify = l.oneOf(content.Attributes, "verify", w.Verify, WebhookVerifiers, "Invalid webhook verification", &diags)
+	w.DedupeWindow = l.getDuration(content.Attributes, "dedupe_window", w.DedupeWindow, &diags)
+	if a, ok := content.Attributes["dedupe_window"]; ok && (w.DedupeWindow < MinDedupeWindow || w.DedupeWindow > MaxDedupeWindow) {
+		why := fmt.Sprintf("shorter than %s: the server expires remembered ids to the second", shortDuration(MinDedupeWindow))
+		if w.DedupeWindow > MaxDedupeWindow {
+			why = fmt.Sprintf("longer than %s, the longest the server remembers a delivery id", shortDuration(MaxDedupeWindow))
+		}
+		diags = append(diags, &hcl.Diagnostic{
+			Severity: hcl.DiagError,
+			Summary:  "Invalid dedupe window",
+			Detail: fmt.Sprintf("The dedupe_window %s is %s. Write a duration from %q to %q that covers the sender's retries, like \"5h\" for Shopify's 4 hours; without the attribute it is %q.",
+				shortDuration(w.DedupeWindow), why, shortDuration(MinDedupeWindow), shortDuration(MaxDedupeWindow), shortDuration(DefaultDedupeWindow)),
+			Subject: a.Expr.Range().Ptr(),
+		})
+		w.DedupeWindow = DefaultDedupeWindow
+	}
 	attrs, d := remain.JustAttributes()
 	diags = append(diags, d...)
 	for name, a := range attrs {
@@ -677,6 +692,19 @@ func (l *loader) decodeWebhookBlock(b *hcl.Block, from string) (*Webhook, hcl.Di
 		}
 	}
 	return w, diags
+}
+
+// shortDuration writes d as it would be written in a file: "72h", not
+// "72h0m0s".
+func shortDuration(d time.Duration) string {
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return s
 }
 
 // ---- schedule ----

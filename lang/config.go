@@ -10,6 +10,8 @@ import (
 
 	"github.com/hashicorp/hcl/v2"
 	"github.com/zclconf/go-cty/cty"
+
+	"github.com/ferryhq/ferry/connectors"
 )
 
 // Config is one tenant's configuration: every *.hcl and *.hcl.json file of a directory.
@@ -20,6 +22,9 @@ type Config struct {
 	// system outside it (connectors.Env.Root). A server sets it to the
 	// tenant's files directory; ferry run leaves it empty.
 	Root string
+	// Net, when set, is the connectors' network policy (connectors.Env.Net):
+	// a server sets it for its tenants; ferry run leaves it nil.
+	Net *connectors.NetPolicy
 	// Files maps file name (as given in diagnostics) to its parsed file, for snippets.
 	Files map[string]*hcl.File
 
@@ -194,10 +199,26 @@ type Retry struct {
 // Webhook is an integration's `webhook` block.
 type Webhook struct {
 	Verify string // shopify | hmac | token | basic | none
+	// DedupeWindow is how long a delivery id is remembered after its first
+	// delivery: a repeat within it is a duplicate, one after it a new
+	// delivery (dedupe_window, DefaultDedupeWindow when absent).
+	DedupeWindow time.Duration
 	// Config holds the remaining attributes (secret, header, algorithm, ...).
 	Config    map[string]cty.Value
 	DeclRange hcl.Range
 }
+
+// The range of a webhook's dedupe_window. Every remembered id costs memory
+// on the server (a key in its store), so the default covers the retries of
+// common senders (Shopify: 4 hours) with room, not every sender's. The
+// store expires keys to the second; the maximum is what the server's
+// idempotency store keeps at most (its bucket's age limit), long enough for
+// Stripe's 3 days of retries.
+const (
+	DefaultDedupeWindow = 24 * time.Hour
+	MinDedupeWindow     = time.Second
+	MaxDedupeWindow     = 72 * time.Hour
+)
 
 // Schedule is a `schedule` block.
 type Schedule struct {
