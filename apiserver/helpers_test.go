@@ -43,8 +43,9 @@ func newEnv(t *testing.T) *env {
 	}
 	t.Cleanup(func() { rt.Close() })
 	c := &clock{t: time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)}
-	// Its tests point file connections at absolute temporary directories.
-	s, err := New(rt, Options{AdminKey: testAdminKey, MasterKey: bytes.Repeat([]byte{7}, 32), MaxBodyBytes: 64 << 10, Now: c.Now, HostFiles: true})
+	// Its tests point file connections at absolute temporary directories,
+	// and other connections at httptest servers and databases on loopback.
+	s, err := New(rt, Options{AdminKey: testAdminKey, MasterKey: bytes.Repeat([]byte{7}, 32), MaxBodyBytes: 64 << 10, Now: c.Now, HostFiles: true, AllowNetworks: loopbackNetworks})
 	if err != nil {
 		t.Fatal(err)
 	}

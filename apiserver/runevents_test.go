@@ -3,6 +3,7 @@ package apiserver
 import (
 	"encoding/json"
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -23,6 +24,7 @@ func TestRunEventsReachSubscriptions(t *testing.T) {
 
 	waitFor(t, "three run events", func() bool { return len(rc.requests()) >= 3 })
 	var types []string
+	userID, _ := parseKeyID(user)
 	var completed map[string]any
 	for _, r := range rc.requests() {
 		var ce map[string]any
@@ -33,6 +35,13 @@ func TestRunEventsReachSubscriptions(t *testing.T) {
 			t.Errorf("event %v", ce)
 		}
 		types = append(types, ce["type"].(string))
+		// Who started the run: the key's id, never the key.
+		if data, _ := ce["data"].(map[string]any); ce["type"] != "dev.ferry.dlq.added" && data["triggeredBy"] != userID {
+			t.Errorf("%s: triggeredBy %v, want %s", ce["type"], data["triggeredBy"], userID)
+		}
+		if strings.Contains(string(r.body), user) {
+			t.Errorf("%s carries the API key", ce["type"])
+		}
 		if ce["type"] == "dev.ferry.run.completed" {
 			completed, _ = ce["data"].(map[string]any)
 		}

@@ -19,7 +19,9 @@ import (
 
 	"github.com/ferryhq/ferry/connectors"
 	"github.com/ferryhq/ferry/engine"
+	"github.com/ferryhq/ferry/lang"
 	"github.com/ferryhq/ferry/runtime"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -46,7 +48,7 @@ import (
 // Layout (version 1):
 //
 //	KV ferry_v1_run_requests  <tenant>.<run id>                          runRequest (until the run ended)
-//	KV ferry_v1_idempotency   <tenant>.<b64url integration>.<sha256 key>  run id (24h TTL)
+//	KV ferry_v1_idempotency   <tenant>.<b64url integration>.<sha256 key>  run id (a TTL per key, see claimIdempotencyKey)
 //	stream FERRY_INPUTS_V1    ferry.v1.input.<tenant>.<run id>           the run's input, in chunks:
 //	                          a JSON array of records, or positioned records (inputChunk)
 const (
@@ -55,8 +57,15 @@ const (
 	InputStream       = "FERRY_INPUTS_V1"
 	inputSubject      = "ferry.v1.input."
 
-	// IdempotencyTTL is how long an Idempotency-Key returns the same run.
+	// IdempotencyTTL is how long an Idempotency-Key returns the same run,
+	// when Options.IdempotencyTTL is 0. (A webhook's delivery ids are kept
+	// for its dedupe_window.)
 	IdempotencyTTL = 24 * time.Hour
+	// MaxIdempotencyTTL is the longest any idempotency key is kept: the age
+	// limit of BucketIdempotency, so no key's own TTL outlives it. One fixed
+	// limit, so servers with other settings sharing a NATS agree on the
+	// bucket's configuration.
+	MaxIdempotencyTTL = lang.MaxDedupeWindow
 	// DefaultMaxConcurrentRuns is Options.MaxConcurrentRuns when it is 0.
 	DefaultMaxConcurrentRuns = 4
 
@@ -76,6 +85,14 @@ var (
 	ErrRunIDInUse          = errors.New("run id belongs to another integration")
 	ErrInvalidInput        = errors.New("invalid input")
 )
+
+// idemMarkerTTL is how long the marker a key of BucketIdempotency leaves
+// when it expires (or its claim is undone) stays. Nothing watches the
+// bucket, and a marker holds its subject in the server's index as a key
+// does, so the shortest JetStream allows; a claim on a marked key takes the
+// slow path (Create reads the marker), see claimIdempotencyKey. (A
+// variable for tests.)
+var idemMarkerTTL = time.Second
 
 // requestMarkerTTL is how long the marker of an ended run's request stays:
 // long enough for every watcher to see it. (A variable for tests.)
@@ -100,6 +117,10 @@ type TriggerRequest struct {
 	// IdempotencyKey: the same key for the same tenant and integration returns
 	// the same run id, without starting another run, for IdempotencyTTL.
 	IdempotencyKey string
+	// IdempotencyTTL is how long IdempotencyKey is remembered after the run
+	// it started (rounded up to whole seconds, at most MaxIdempotencyTTL);
+	// 0: Options.IdempotencyTTL.
+	IdempotencyTTL time.Duration
 	// RunID is the run's id; a sortable unique id when empty. A RunID that
 	// exists already returns that run (ErrRunIDInUse if it is another
 	// integration's).
@@ -196,6 +217,9 @@ type runManager struct {
 	node   string
 	sem    chan struct{}
 	lease  time.Duration // Options.RunLease
+	// idemTTL is how long a sync event's Idempotency-Key is kept
+	// (Options.IdempotencyTTL, defaulted).
+	idemTTL time.Duration
 
 	// reqStream is reqs's stream (tests inspect it).
 	reqStream jetstream.Stream
@@ -245,9 +269,20 @@ func newRunManager(ctx context.Context, s *Server) (*runManager, error) {
 	if m.reqStream, err = s.js.Stream(ctx, "KV_"+BucketRunRequests); err != nil {
 		return nil, fmt.Errorf("apiserver: bucket %s: %w", BucketRunRequests, err)
 	}
+	if m.idemTTL = s.opts.IdempotencyTTL; m.idemTTL == 0 {
+		m.idemTTL = IdempotencyTTL
+	}
+	if m.idemTTL < time.Second || m.idemTTL > MaxIdempotencyTTL {
+		return nil, fmt.Errorf("apiserver: Options.IdempotencyTTL %s is out of range: use 1s to %gh (0: %gh)", m.idemTTL, MaxIdempotencyTTL.Hours(), IdempotencyTTL.Hours())
+	}
+	// Each key carries its own TTL (the Nats-TTL header: a sync event's
+	// Options.IdempotencyTTL, a webhook's dedupe_window), which needs the
+	// limit markers; the bucket's age limit only bounds them. A bucket of
+	// an earlier version (24h age limit, no markers, keys without a TTL) is
+	// updated in place: its keys then live up to MaxIdempotencyTTL.
 	if m.idem, err = runtime.KeyValue(ctx, s.js, jetstream.KeyValueConfig{
 		Bucket: BucketIdempotency, History: 1, Storage: jetstream.FileStorage, Replicas: s.opts.Replicas,
-		TTL: IdempotencyTTL, Description: "ferry: Idempotency-Key → run id",
+		TTL: MaxIdempotencyTTL, LimitMarkerTTL: idemMarkerTTL, Description: "ferry: Idempotency-Key → run id",
 	}); err != nil {
 		return nil, fmt.Errorf("apiserver: creating bucket %s: %w", BucketIdempotency, err)
 	}
@@ -364,14 +399,14 @@ func (s *Server) StartRun(ctx context.Context, req TriggerRequest) (string, erro
 	var idemKey string
 	if req.IdempotencyKey != "" {
 		idemKey = idempotencyKey(req.Tenant, req.Integration, req.IdempotencyKey)
-		if id, created, err := m.claimIdempotencyKey(ctx, req.Tenant, req.Integration, idemKey, runID); err != nil || !created {
+		if id, created, err := m.claimIdempotencyKey(ctx, req.Tenant, req.Integration, idemKey, runID, m.keyTTL(req.IdempotencyTTL)); err != nil || !created {
 			return id, err // the run this key started
 		}
 	}
 	undo := func() {
 		bg := context.WithoutCancel(ctx)
 		if idemKey != "" {
-			_ = m.idem.Delete(bg, idemKey)
+			m.unclaim(bg, idemKey)
 		}
 		if req.Input != nil {
 			m.purgeInput(bg, req.Tenant, runID)
@@ -400,15 +435,20 @@ func (s *Server) StartRun(ctx context.Context, req TriggerRequest) (string, erro
 	return runID, nil
 }
 
-// claimIdempotencyKey stores key → runID unless the key is stored already;
-// it returns the run id the key stands for, and created when it is runID by
-// this call. A key whose run was never stored (its StartRun died between the
-// key and the request) is taken over.
-func (m *runManager) claimIdempotencyKey(ctx context.Context, tenant, integration, key, runID string) (string, bool, error) {
+// claimIdempotencyKey stores key → runID, to expire ttl later (keyTTL),
+// unless the key is stored already; it returns the run id the key stands
+// for, and created when it is runID by this call. A key whose run was never
+// stored (its StartRun died between the key and the request) is taken over.
+//
+// A key that expired or was unclaimed leaves a marker for idemMarkerTTL:
+// Create reads it and writes over it. When the marker expires between the
+// two, the write finds no message where it expected the marker: a conflict
+// like a concurrent claim's, so the key is read again.
+func (m *runManager) claimIdempotencyKey(ctx context.Context, tenant, integration, key, runID string, ttl time.Duration) (string, bool, error) {
 	for range 3 {
-		if _, err := m.idem.Create(ctx, key, []byte(runID)); err == nil {
+		if _, err := m.idem.Create(ctx, key, []byte(runID), jetstream.KeyTTL(ttl)); err == nil {
 			return runID, true, nil
-		} else if !errors.Is(err, jetstream.ErrKeyExists) {
+		} else if !errors.Is(err, jetstream.ErrKeyExists) && !isWrongLastSeq(err) {
 			return "", false, fmt.Errorf("storing the idempotency key: %w", err)
 		}
 		e, err := m.idem.Get(ctx, key)
@@ -437,11 +477,43 @@ func (m *runManager) claimIdempotencyKey(ctx context.Context, tenant, integratio
 			case <-time.After(100 * time.Millisecond):
 			}
 		}
-		if _, err := m.idem.Update(ctx, key, []byte(runID), e.Revision()); err == nil {
+		// Not KeyValue.Update: it writes without a TTL, and the key would
+		// then stay for the bucket's age limit.
+		if _, err := m.s.js.PublishMsg(ctx, &nats.Msg{Subject: idemSubject + key, Data: []byte(runID)},
+			jetstream.WithExpectLastSequencePerSubject(e.Revision()), jetstream.WithMsgTTL(ttl)); err == nil {
 			return runID, true, nil
 		}
 	}
 	return "", false, fmt.Errorf("storing the idempotency key: too many concurrent triggers")
+}
+
+// keyTTL is the TTL of an idempotency key asked to be kept for d (0:
+// Options.IdempotencyTTL): JetStream counts TTLs in whole seconds,
+// truncating, so it is rounded up, and bounded by the bucket's age limit.
+func (m *runManager) keyTTL(d time.Duration) time.Duration {
+	if d <= 0 {
+		d = m.idemTTL
+	}
+	if r := d % time.Second; r != 0 {
+		d += time.Second - r
+	}
+	return min(d, MaxIdempotencyTTL)
+}
+
+// unclaim removes a claimed idempotency key whose run was not stored. A
+// purge, not a delete: its marker expires (idemMarkerTTL) where a delete
+// marker would stay for the bucket's age limit.
+func (m *runManager) unclaim(ctx context.Context, key string) {
+	_ = m.idem.Purge(ctx, key, jetstream.PurgeTTL(idemMarkerTTL))
+}
+
+// isWrongLastSeq is a compare-and-set conflict of a JetStream publish: the
+// subject's last message is not the one expected. (Code 10071, or 10164 on
+// a replicated stream, which jetstream.ErrKeyExists does not match.)
+func isWrongLastSeq(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
+		apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant)
 }
 
 // existing looks for a run with a caller-chosen id: done is true when it
@@ -797,7 +869,7 @@ func (m *runManager) execute(rr runRequest, prog *engine.Program, open *openRun)
 
 	seal()
 	log.Info("run starting", "trigger", rr.Trigger, "revision", rr.Revision)
-	m.emit(rr, EventRunStarted, map[string]any{"runId": rr.RunID, "trigger": rr.Trigger, "revision": rr.Revision})
+	m.emit(rr, EventRunStarted, map[string]any{"runId": rr.RunID, "trigger": rr.Trigger, "triggeredBy": rr.triggeredBy(), "revision": rr.Revision})
 	res, err := m.s.rt.RunJob(runCtx, job, runtime.RunOptions{Trigger: rr.Trigger, TriggeredBy: rr.triggeredBy(), Secrets: secrets, Revision: revision, RunID: rr.RunID})
 	stopLease()
 	switch {
@@ -836,7 +908,7 @@ func (m *runManager) emit(rr runRequest, typ string, data any) {
 // emitEnded announces a finished run: run.failed when it failed, else
 // run.completed; and dlq.added when records of it went to the DLQ.
 func (m *runManager) emitEnded(rr runRequest, res *engine.RunResult) {
-	data := map[string]any{"runId": rr.RunID, "trigger": rr.Trigger, "revision": rr.Revision, "status": res.Status,
+	data := map[string]any{"runId": rr.RunID, "trigger": rr.Trigger, "triggeredBy": rr.triggeredBy(), "revision": rr.Revision, "status": res.Status,
 		"counts": res.Counts, "started": res.Started, "ended": res.Ended, "error": res.Error}
 	typ := EventRunCompleted
 	if res.Status == engine.RunFailed {

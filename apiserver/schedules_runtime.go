@@ -267,8 +267,10 @@ func (r *scheduleRuntime) setTenant(tenant string, ts *tenantSchedules) {
 
 // fire starts the run of one fire.
 func (r *scheduleRuntime) fire(ctx context.Context, f scheduler.Fire) error {
+	// The key lasts as long as the scheduler's claim of the fire (its
+	// stream's duplicate window), whatever Options.IdempotencyTTL says.
 	id, err := r.s.StartRun(ctx, TriggerRequest{Tenant: f.Tenant, Integration: f.Integration, Trigger: "schedule",
-		IdempotencyKey: "schedule:" + f.Schedule + ":" + strconv.FormatInt(f.At.Unix(), 10)})
+		IdempotencyKey: "schedule:" + f.Schedule + ":" + strconv.FormatInt(f.At.Unix(), 10), IdempotencyTTL: scheduler.DedupWindow})
 	if errors.Is(err, ErrIntegrationInactive) {
 		return fmt.Errorf("%w: %v", scheduler.ErrSkip, err)
 	}

@@ -22,6 +22,7 @@ import (
 	"log/slog"
 	"math"
 	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
@@ -29,6 +30,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/ferryhq/ferry/connectors"
 	"github.com/ferryhq/ferry/engine"
 	"github.com/ferryhq/ferry/runtime"
 	"github.com/nats-io/nats.go/jetstream"
@@ -80,6 +82,10 @@ type Options struct {
 	// its runs within about RunLease and a third. Shorter takes over sooner
 	// but risks taking over from a server that is only slow to reach NATS.
 	RunLease time.Duration
+	// IdempotencyTTL is how long a sync event's Idempotency-Key returns the
+	// same run (default IdempotencyTTL, 24h; 1s to MaxIdempotencyTTL). A
+	// webhook's delivery ids are kept for its dedupe_window instead.
+	IdempotencyTTL time.Duration
 	// FilesDir is where connectors resolve a tenant's relative paths (a file
 	// connection's path = "data"): FilesDir/<tenant>. Default: the system's
 	// temporary directory. TenantDirs overrides it per tenant (ferry serve
@@ -96,6 +102,18 @@ type Options struct {
 	// tenants are all one team's may read and write any path of the host
 	// (ferry serve --host-files).
 	HostFiles bool
+	// AllowNetworks are the exceptions to the network policy of the
+	// tenants but those of TenantDirs (HostFiles does not lift it: it is
+	// about files). Their connectors may not connect to
+	// connectors.DefaultDeniedNetworks: loopback (this server: its API,
+	// other local services, Unix sockets), link-local and the cloud metadata
+	// service (169.254.169.254, fd00:ec2::254), the unspecified address.
+	// The check is on the address dialled, after DNS; a proxy of the
+	// environment (HTTP_PROXY) is not used. Private networks (10/8,
+	// 172.16/12, 192.168/16, fc00::/7) are not restricted. Allow a denied
+	// address here, a database on 127.0.0.1/32, say (ferry serve
+	// --allow-networks); 0.0.0.0/0 and ::/0 together lift the policy.
+	AllowNetworks []netip.Prefix
 }
 
 // tenantDir is the directory a tenant's relative connector paths resolve against.
@@ -115,13 +133,19 @@ func (s *Server) tenantDir(tenant string) string {
 // and connectors may not touch the file system outside it (issue 7: another
 // tenant's files, the host's). Paths known now that lead out are refused
 // here, at plan and apply; those held in secrets when a run opens them.
+// Their connections are under the network policy (Options.AllowNetworks),
+// also with HostFiles.
 func (s *Server) compile(tenant string, files map[string]string) (*compiled, error) {
 	c, err := compileFiles(tenant, files)
 	if err != nil {
 		return nil, err
 	}
 	c.cfg.Dir = s.tenantDir(tenant)
-	if _, dev := s.opts.TenantDirs[tenant]; dev || s.opts.HostFiles {
+	if _, dev := s.opts.TenantDirs[tenant]; dev {
+		return c, nil
+	}
+	c.cfg.Net = s.netPolicy
+	if s.opts.HostFiles {
 		return c, nil
 	}
 	c.cfg.Root = c.cfg.Dir
@@ -154,6 +178,9 @@ type Server struct {
 	programs map[string]cachedProgram // tenant → compiled current revision
 
 	events *eventState // subscriptions and their dispatcher (events.go)
+
+	// netPolicy is the tenants' network policy (Options.AllowNetworks).
+	netPolicy *connectors.NetPolicy
 }
 
 type cachedProgram struct {
@@ -178,6 +205,11 @@ func New(rt *runtime.Runtime, opts Options) (*Server, error) {
 	if math.IsNaN(opts.RateLimit) || math.IsNaN(opts.WebhookRateLimit) || math.IsNaN(opts.AuthFailureLimit) {
 		return nil, errors.New("apiserver: a rate limit is NaN; give requests per second, or -1 for unlimited")
 	}
+	for _, p := range opts.AllowNetworks {
+		if !p.IsValid() {
+			return nil, fmt.Errorf("apiserver: AllowNetworks holds an invalid prefix %q; give networks as CIDR, 127.0.0.1/32", p)
+		}
+	}
 	if opts.MaxBodyBytes <= 0 {
 		opts.MaxBodyBytes = DefaultMaxBodyBytes
 	}
@@ -197,6 +229,8 @@ func New(rt *runtime.Runtime, opts Options) (*Server, error) {
 		log:      opts.Logger,
 		now:      opts.Now,
 		programs: map[string]cachedProgram{},
+
+		netPolicy: connectors.NewNetPolicy(connectors.DefaultDeniedNetworks(), opts.AllowNetworks),
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()

@@ -41,9 +41,10 @@ import (
 //     before the 202 that carries the run id; a crash after a 202 loses
 //     nothing, the run resumes with all of them. Each record's position
 //     names its delivery (webhook:<delivery id>[i]). A delivery id
-//     (X-Shopify-Event-Id, ...) is claimed once per integration: a repeated
-//     delivery stores nothing and gets 200 {"duplicate": true, "runId":
-//     <the run the first one joined>}.
+//     (X-Shopify-Event-Id, ...) is claimed per integration for its webhook
+//     block's dedupe_window: a repeated delivery within it stores nothing
+//     and gets 200 {"duplicate": true, "runId": <the run the first one
+//     joined>}; after it, the id is claimed anew (a new run).
 //
 // So one run holds many deliveries (its counts are theirs together), and an
 // integration has at most one run executing and one filling, however fast

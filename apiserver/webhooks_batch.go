@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/ferryhq/ferry/engine"
+	"github.com/ferryhq/ferry/lang"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -59,8 +60,9 @@ const (
 
 // delivery is one verified webhook delivery waiting for its flush.
 type delivery struct {
-	id     string // delivery id ("" none)
-	idem   string // its idempotency key in BucketIdempotency ("" none)
+	id     string        // delivery id ("" none)
+	idem   string        // its idempotency key in BucketIdempotency ("" none)
+	ttl    time.Duration // how long idem is kept: the webhook's dedupe_window (keyTTL)
 	recs   []json.RawMessage
 	rev    int
 	prog   *engine.Program
@@ -160,6 +162,13 @@ func (m *runManager) deliver(ctx context.Context, tenant, integration string, re
 		// Namespaced, so a delivery id never meets a sync event's
 		// Idempotency-Key.
 		d.idem = idempotencyKey(tenant, integration, "webhook:"+deliveryID)
+		window := lang.DefaultDedupeWindow
+		if prog.Config != nil {
+			if in := prog.Config.Integrations[integration]; in != nil && in.Webhook != nil {
+				window = in.Webhook.DedupeWindow
+			}
+		}
+		d.ttl = m.keyTTL(window)
 	}
 	m.mu.Lock()
 	if m.closed {
@@ -291,7 +300,7 @@ func (q *ingestQueue) store(ctx context.Context, batch []*delivery, o *openRun, 
 	undo := func(err error) *openRun {
 		bg := context.WithoutCancel(ctx)
 		for _, k := range claimed {
-			_ = m.idem.Delete(bg, k)
+			m.unclaim(bg, k)
 		}
 		answer(deliveryResult{err: err})
 		return nil
@@ -368,11 +377,13 @@ func (q *ingestQueue) claim(ctx context.Context, batch []*delivery, runID string
 	}
 	first := map[string]int{} // key → index in keys
 	var keys []string
+	var ttls []time.Duration // the first delivery's, of one webhook: all the same
 	for _, d := range batch {
 		if d.idem != "" {
 			if _, ok := first[d.idem]; !ok {
 				first[d.idem] = len(keys)
 				keys = append(keys, d.idem)
+				ttls = append(ttls, d.ttl)
 			}
 		}
 	}
@@ -380,10 +391,11 @@ func (q *ingestQueue) claim(ctx context.Context, batch []*delivery, runID string
 	// Every key is first created in one pipelined round: what
 	// KeyValue.Create sends (a put that expects no message on the key's
 	// subject), published asynchronously, then awaited together. A key
-	// that was not created so (stored already, or deleted since: Create
-	// then updates the delete marker, or no answer) takes the full path,
+	// that was not created so (stored already; expired or unclaimed
+	// since, its marker still there: Create then writes over the marker;
+	// or no answer) takes the full path,
 	// which tells a duplicate from an orphaned key.
-	created := q.m.createKeys(ctx, keys, runID)
+	created := q.m.createKeys(ctx, keys, ttls, runID)
 	var wg sync.WaitGroup
 	for i, k := range keys {
 		if created[i] {
@@ -391,7 +403,7 @@ func (q *ingestQueue) claim(ctx context.Context, batch []*delivery, runID string
 			continue
 		}
 		wg.Go(func() {
-			id, created, err := q.m.claimIdempotencyKey(ctx, q.tenant, q.integration, k, runID)
+			id, created, err := q.m.claimIdempotencyKey(ctx, q.tenant, q.integration, k, runID, ttls[i])
 			res[i] = claimResult{id, created, err}
 		})
 	}
@@ -428,18 +440,19 @@ func (q *ingestQueue) claim(ctx context.Context, batch []*delivery, runID string
 // none).
 const idemSubject = "$KV." + BucketIdempotency + "."
 
-// createKeys creates the idempotency keys with value runID, as
-// KeyValue.Create would when none exists, pipelined: created[i] is whether
-// keys[i] was created by this call. A key not created (stored already or
-// deleted since, JetStream not answering in time) is false; the caller
-// takes the full path for it.
-func (m *runManager) createKeys(ctx context.Context, keys []string, runID string) []bool {
+// createKeys creates the idempotency keys with value runID, each to expire
+// ttls[i] later, as KeyValue.Create with KeyTTL would when none exists,
+// pipelined: created[i] is whether keys[i] was created by this call. A key
+// not created (stored already; expired or unclaimed, with its marker still
+// there; JetStream not answering in time) is false; the caller takes the
+// full path for it.
+func (m *runManager) createKeys(ctx context.Context, keys []string, ttls []time.Duration, runID string) []bool {
 	created := make([]bool, len(keys))
 	futures := make([]jetstream.PubAckFuture, len(keys))
 	value := []byte(runID)
 	for i, k := range keys {
 		msg := &nats.Msg{Subject: idemSubject + k, Data: value,
-			Header: nats.Header{jetstream.ExpectedLastSubjSeqHeader: []string{"0"}}}
+			Header: nats.Header{jetstream.ExpectedLastSubjSeqHeader: []string{"0"}, jetstream.MsgTTLHeader: []string{ttls[i].String()}}}
 		f, err := m.s.js.PublishMsgAsync(msg)
 		if err != nil {
 			break // the rest take the full path

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -28,7 +29,7 @@ func TestClaimPipelined(t *testing.T) {
 	}
 
 	keys := []string{key("new"), key("stored"), key("undone")}
-	if got := m.createKeys(ctx, keys, "run-1"); !slices.Equal(got, []bool{true, false, false}) {
+	if got := m.createKeys(ctx, keys, []time.Duration{time.Hour, time.Hour, time.Hour}, "run-1"); !slices.Equal(got, []bool{true, false, false}) {
 		t.Fatalf("created %v, want [true false false]", got)
 	}
 	if v, err := m.idem.Get(ctx, key("new")); err != nil || string(v.Value()) != "run-1" {

@@ -14,6 +14,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -41,9 +42,15 @@ type serveOptions struct {
 	devTenant string // the tenant of --dev DIR, whose relative paths resolve in DIR
 	hostFiles bool
 	maxBody   int64
+
+	// allowNetworks are the exceptions to the tenants' network policy.
+	allowNetworks []netip.Prefix
 	// Rate limits (0: FERRY_RATE_LIMIT etc., else the server's defaults).
 	rateLimit, webhookRateLimit, authFailureLimit float64
 	rateBurst, webhookRateBurst, authFailureBurst int
+	// idempotencyTTL: how long a sync event's Idempotency-Key is kept (0:
+	// the server's default).
+	idempotencyTTL time.Duration
 }
 
 func (o *serveOptions) declare(fs *flag.FlagSet) {
@@ -60,6 +67,11 @@ func (o *serveOptions) declare(fs *flag.FlagSet) {
 	o.conn.declareRetention(fs, true)
 	fs.StringVar(&o.dev, "dev", "", "development mode: create the tenant of the configuration in `DIR`, apply DIR, print an API key")
 	fs.BoolVar(&o.hostFiles, "host-files", false, "let every tenant's connectors use any path of this machine (absolute paths, ..); by default each tenant is confined to DATA_DIR/files/<tenant>. For servers whose tenants are all one team's")
+	fs.Func("allow-networks", "let tenants' connectors reach `CIDR,...`: networks or addresses (comma-separated, repeatable) they may not reach by default: loopback (127.0.0.0/8, ::1, and Unix sockets with 127.0.0.1), link-local (169.254.0.0/16, fe80::/10, cloud metadata), 0.0.0.0/8, ::, fd00:ec2::254. E.g. 127.0.0.1/32 for a database on this machine; 0.0.0.0/0,::/0 lifts the policy", func(v string) error {
+		p, err := parseNetworks(v)
+		o.allowNetworks = append(o.allowNetworks, p...)
+		return err
+	})
 	fs.Int64Var(&o.maxBody, "max-body", 0, "request body limit in bytes (default 8 MiB)")
 	fs.Float64Var(&o.rateLimit, "rate-limit", 0, fmt.Sprintf("requests per second each API key may send, beyond its burst; -1: unlimited (env FERRY_RATE_LIMIT; default %d)", apiserver.DefaultRateLimit))
 	fs.IntVar(&o.rateBurst, "rate-burst", 0, fmt.Sprintf("requests each API key may send at once (env FERRY_RATE_BURST; default %d)", apiserver.DefaultRateBurst))
@@ -67,6 +79,7 @@ func (o *serveOptions) declare(fs *flag.FlagSet) {
 	fs.IntVar(&o.webhookRateBurst, "webhook-rate-burst", 0, fmt.Sprintf("requests each webhook may receive at once (env FERRY_WEBHOOK_RATE_BURST; default %d)", apiserver.DefaultWebhookRateBurst))
 	fs.Float64Var(&o.authFailureLimit, "auth-failure-limit", 0, fmt.Sprintf("failed authentications per second a source address or an API key id may send, beyond its burst, before 429; keys seen to work are never limited; -1: unlimited (env FERRY_AUTH_FAILURE_LIMIT; default %g)", apiserver.DefaultAuthFailureLimit))
 	fs.IntVar(&o.authFailureBurst, "auth-failure-burst", 0, fmt.Sprintf("failed authentications a source address or an API key id may send at once (env FERRY_AUTH_FAILURE_BURST; default %d)", apiserver.DefaultAuthFailureBurst))
+	fs.DurationVar(&o.idempotencyTTL, "idempotency-ttl", 0, fmt.Sprintf("how long a sync event's Idempotency-Key returns the same run, 1s to %gh (default %gh); a webhook keeps its delivery ids for its dedupe_window", apiserver.MaxIdempotencyTTL.Hours(), apiserver.IdempotencyTTL.Hours()))
 }
 
 func init() {
@@ -80,6 +93,13 @@ FERRY_ADMIN_KEY sets the bootstrap admin key (at least 24 characters; without
 it the admin routes, such as creating tenants, are unreachable).
 FERRY_MASTER_KEY (32 bytes, base64 or hex) encrypts secrets at rest; without it
 the server generates one in DATA_DIR/master.key and says so.
+
+Tenants' connectors (but --dev DIR's) may not connect to this server itself
+(loopback, Unix sockets), link-local addresses or the cloud metadata service
+(169.254.169.254, fd00:ec2::254): the check is on the address dialled, after
+DNS, and HTTP_PROXY is not used for them. Private networks are reachable.
+--allow-networks 127.0.0.1/32 lets them reach a database on this machine, say;
+--host-files is about files only, it allows no network.
 
 --dev DIR creates DIR's tenant, applies DIR, creates an API key (printed, and
 written to DATA_DIR/dev-api-key) and prints the URLs of the API reference and
@@ -168,6 +188,9 @@ func startServer(ctx context.Context, c *ctx, o *serveOptions) (*ferryServer, er
 	if err := o.rateLimitsFromEnv(); err != nil {
 		return nil, err
 	}
+	if t := o.idempotencyTTL; t != 0 && (t < time.Second || t > apiserver.MaxIdempotencyTTL) {
+		return nil, fmt.Errorf("--idempotency-ttl %s: write a duration from 1s to %gh, e.g. 24h", t, apiserver.MaxIdempotencyTTL.Hours())
+	}
 	// Listen before opening the runtime: a busy port fails fast, without
 	// starting the embedded NATS.
 	ln, err := net.Listen("tcp", o.listen)
@@ -201,7 +224,8 @@ func startServer(ctx context.Context, c *ctx, o *serveOptions) (*ferryServer, er
 	opts := apiserver.Options{AdminKey: adminKey, MasterKey: master, MaxBodyBytes: o.maxBody, Logger: log, Replicas: replicas,
 		FilesDir: filepath.Join(o.conn.dataDir, "files"), HostFiles: o.hostFiles,
 		RateLimit: o.rateLimit, RateBurst: o.rateBurst, WebhookRateLimit: o.webhookRateLimit, WebhookRateBurst: o.webhookRateBurst,
-		AuthFailureLimit: o.authFailureLimit, AuthFailureBurst: o.authFailureBurst}
+		AuthFailureLimit: o.authFailureLimit, AuthFailureBurst: o.authFailureBurst, IdempotencyTTL: o.idempotencyTTL}
+	opts.AllowNetworks = o.allowNetworks
 	if o.devTenant != "" {
 		abs, err := filepath.Abs(o.dev)
 		if err != nil {
@@ -531,4 +555,26 @@ func (s *ferryServer) keyOfTenant(ctx context.Context, key, tenant string) bool 
 	}
 	_, err := cl.do(ctx, http.MethodGet, "/v1/api-keys?pageSize=1", nil, nil, &list)
 	return err == nil && len(list.Items) > 0 && list.Items[0].Tenant == tenant
+}
+
+// parseNetworks reads --allow-networks: comma-separated CIDR prefixes, or
+// addresses, which stand for themselves alone (/32, /128).
+func parseNetworks(v string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, f := range strings.Split(v, ",") {
+		f = strings.TrimSpace(f)
+		if f == "" {
+			continue
+		}
+		if p, err := netip.ParsePrefix(f); err == nil {
+			out = append(out, p.Masked())
+			continue
+		}
+		a, err := netip.ParseAddr(f)
+		if err != nil || a.Zone() != "" {
+			return out, fmt.Errorf("%q is not a network: write it in CIDR notation (127.0.0.1/32, 169.254.0.0/16, ::1/128) or as an address", f)
+		}
+		out = append(out, netip.PrefixFrom(a, a.BitLen()))
+	}
+	return out, nil
 }

@@ -70,7 +70,7 @@ The server and key come from FERRY_SERVER and FERRY_API_KEY (or --server and
 			sf.declare(fs)
 			fs.StringVar(&input, "input", "", "records to run instead of the source: a JSON array or NDJSON `FILE`, - for stdin")
 			fs.DurationVar(&wait, "wait", 0, "wait up to this long for the run to end (e.g. 30s, 10m) and print its counts")
-			fs.StringVar(&idemKey, "idempotency-key", "", "a retried trigger with the same key returns the same run (24h)")
+			fs.StringVar(&idemKey, "idempotency-key", "", "a retried trigger with the same key returns the same run (for 24h, or the server's --idempotency-ttl)")
 			fs.BoolVar(&jsonOut, "json", false, "print the sync event as JSON")
 		},
 		run: func(c *ctx, args []string) int {
