@@ -19,6 +19,11 @@ package main
 // settled), to show growth.
 //
 // Rate limits are off: the node's capacity is measured, not its limits.
+//
+// -load-retention keeps run history and webhook delivery ids that long
+// (ferry serve --run-retention, the webhook's dedupe_window) instead of the
+// defaults of 7 days and 24 hours: a load longer than it shows the memory of
+// a node whose retained state stopped growing.
 
 import (
 	"bytes"
@@ -126,9 +131,18 @@ integration "items" {
 }
 `
 
+// configFor is loadConfig with the webhook's delivery ids kept for
+// retention (0: the default).
+func configFor(retention time.Duration) string {
+	if retention <= 0 {
+		return loadConfig
+	}
+	return strings.Replace(loadConfig, `verify = "shopify"`, fmt.Sprintf("verify = \"shopify\"\n    dedupe_window = %q", retention.String()), 1)
+}
+
 // loadOptions are the -load-* flags.
 type loadOptions struct {
-	duration                  time.Duration
+	duration, retention       time.Duration
 	webhooks, triggers, reads int    // concurrent clients of each kind
 	memprofile                string // heap profile written after the runs settled
 }
@@ -138,7 +152,7 @@ type loadOptions struct {
 func loadParent(o loadOptions) error {
 	cmd := exec.Command(os.Args[0], "-mode", "load", "-load", o.duration.String(),
 		"-load-webhooks", strconv.Itoa(o.webhooks), "-load-triggers", strconv.Itoa(o.triggers), "-load-readers", strconv.Itoa(o.reads),
-		"-load-memprofile", o.memprofile)
+		"-load-memprofile", o.memprofile, "-load-retention", o.retention.String())
 	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
 	if err := cmd.Run(); err != nil {
 		return fmt.Errorf("load: %w", err)
@@ -347,8 +361,8 @@ func (n *loadNode) expect(want int, method, path string, body []byte, headers ..
 }
 
 // startNode starts the node in dir and sets up the load tenant.
-func startNode(ctx context.Context, dir string, clients int) (*loadNode, func(), error) {
-	rt, err := ferryruntime.Open(ctx, ferryruntime.Options{DataDir: dir})
+func startNode(ctx context.Context, dir string, clients int, retention time.Duration) (*loadNode, func(), error) {
+	rt, err := ferryruntime.Open(ctx, ferryruntime.Options{DataDir: dir, RunRetention: retention})
 	if err != nil {
 		return nil, nil, err
 	}
@@ -390,7 +404,7 @@ func startNode(ctx context.Context, dir string, clients int) (*loadNode, func(),
 		headers      []string
 	}{
 		{"PUT", "/v1/secrets/shopify_webhook_secret", map[string]string{"value": loadSecret}, 201, nil},
-		{"PUT", "/v1/config", map[string]any{"files": map[string]string{"main.hcl": loadConfig}}, 200, []string{"If-Match", "0"}},
+		{"PUT", "/v1/config", map[string]any{"files": map[string]string{"main.hcl": configFor(retention)}}, 200, []string{"If-Match", "0"}},
 	}
 	for _, s := range steps {
 		b, _ := json.Marshal(s.body)
@@ -418,7 +432,7 @@ func load(o loadOptions, w io.Writer) error {
 	defer os.RemoveAll(dir)
 	written.reset()
 	ctx := context.Background()
-	n, stop, err := startNode(ctx, dir, o.webhooks+o.triggers+o.reads)
+	n, stop, err := startNode(ctx, dir, o.webhooks+o.triggers+o.reads, o.retention)
 	if err != nil {
 		return fmt.Errorf("starting the node: %w", err)
 	}
@@ -537,7 +551,16 @@ func load(o loadOptions, w io.Writer) error {
 	statuses := map[string]int{}
 	for _, id := range ids {
 		for {
-			b, err := n.expect(200, "GET", "/v1/runs/"+id, nil)
+			status, b, _, err := n.do("GET", "/v1/runs/"+id, nil)
+			if err == nil && status == http.StatusNotFound && o.retention > 0 {
+				// A run in flight is kept fresh: one that is gone ended
+				// more than the retention ago.
+				statuses["ended, expired"]++
+				break
+			}
+			if err == nil && status != http.StatusOK {
+				err = fmt.Errorf("GET /v1/runs/%s: %d: %s", id, status, bytes.TrimSpace(b))
+			}
 			if err != nil {
 				return fmt.Errorf("waiting for the runs to settle: %w", err)
 			}
@@ -598,6 +621,9 @@ func load(o loadOptions, w io.Writer) error {
 	}
 	fmt.Fprintf(w, "ferrybench load: %s on one node (embedded NATS, GOMAXPROCS %d): %d webhook senders, %d sync-event clients, %d readers\n\n",
 		o.duration, goruntime.GOMAXPROCS(0), o.webhooks, o.triggers, o.reads)
+	if o.retention > 0 {
+		fmt.Fprintf(w, "run history and webhook delivery ids kept %s\n\n", o.retention)
+	}
 	fmt.Fprintf(w, "  %-24s %9s %9s %9s %9s %7s\n", "kind", "requests", "req/s", "p50 ms", "p99 ms", "errors")
 	for _, k := range append([]*kind{webhook, trigger}, reads...) {
 		slices.Sort(k.lat)

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/ferryhq/ferry/lang"
 )
 
 // A short load: every kind of request is sent and answered without error,
@@ -41,5 +43,22 @@ func TestLoad(t *testing.T) {
 	}
 	if m := regexp.MustCompile(`records: (\d+) accepted`).FindStringSubmatch(report); m == nil || m[1] == "0" {
 		t.Errorf("no records accepted")
+	}
+}
+
+// With -load-retention the webhook keeps its delivery ids that long.
+func TestConfigForRetention(t *testing.T) {
+	for _, d := range []time.Duration{0, 20 * time.Second} {
+		cfg, diags := lang.LoadSources(t.TempDir(), map[string][]byte{"main.hcl": []byte(configFor(d))}, lang.LoadOptions{})
+		if diags.HasErrors() {
+			t.Fatalf("retention %s: %v", d, diags)
+		}
+		want := d
+		if d == 0 {
+			want = lang.DefaultDedupeWindow
+		}
+		if got := cfg.Integrations["products"].Webhook.DedupeWindow; got != want {
+			t.Errorf("retention %s: dedupe_window %s, want %s", d, got, want)
+		}
 	}
 }

@@ -82,6 +82,7 @@ func main() {
 	flag.IntVar(&lo.webhooks, "load-webhooks", 16, "with -load: concurrent webhook senders")
 	flag.IntVar(&lo.triggers, "load-triggers", 4, "with -load: concurrent sync-event clients")
 	flag.IntVar(&lo.reads, "load-readers", 2, "with -load: concurrent API readers")
+	flag.DurationVar(&lo.retention, "load-retention", 0, "with -load: keep run history and webhook delivery ids this long (default: 7 days and 24 hours, as ferry serve)")
 	flag.StringVar(&lo.memprofile, "load-memprofile", "", "with -load: write a heap profile here once the runs settled")
 	flag.Parse()
 
