@@ -7,7 +7,9 @@ package apiserver
 // # Flow
 //
 //	Emit ─▶ stream FERRY_EVENTS_V1, subject ferry.v1.events.<tenant>.<type>,
-//	        Nats-Msg-Id = event id (a re-emit within an hour is dropped)
+//	        Nats-Msg-Id = event id (a re-emit within 2 minutes is dropped;
+//	        later, the delivery record's Create is what keeps it single),
+//	        unless no subscription asks for the event (subsCache)
 //	     ─▶ durable consumer ferry_v1_events_fanout, shared by every server
 //	        node (each event is fanned out by one node): one EventDelivery per
 //	        matching subscription, created in KV ferry_v1_deliveries (Create:
@@ -129,7 +131,10 @@ const (
 	BucketDeliveries    = "ferry_v1_deliveries"    // <tenant>.<subscription id>.<delivery id> → EventDelivery
 	fanoutConsumer      = "ferry_v1_events_fanout"
 	deliveryConsumer    = "ferry_v1_deliveries"
-	eventsDedupWindow   = time.Hour
+	// eventsDedupWindow: re-emits come from a run resumed after its
+	// node died (lease, 30 s). nats-server holds every id of the window in
+	// memory: an hour at the mixed load's ~110 events/s is ~400,000 ids.
+	eventsDedupWindow = 2 * time.Minute
 )
 
 // Event is something that happened in a tenant, for Emit.
@@ -194,6 +199,9 @@ func (s *Server) Emit(ctx context.Context, e Event) error {
 	se, err := s.storedEvent(e)
 	if err != nil {
 		return err
+	}
+	if subs, known := s.events.subsCache.matching(se); known && len(subs) == 0 {
+		return nil // no subscription asks for it
 	}
 	b, err := json.Marshal(se)
 	if err != nil {
@@ -414,6 +422,7 @@ func (o EventOptions) backoff(n int) time.Duration {
 type eventState struct {
 	opts       EventOptions
 	subs       jetstream.KeyValue
+	subsCache  *subsCache // the subscriptions of every tenant (watched)
 	deliveries jetstream.KeyValue
 	client     *http.Client
 
@@ -455,6 +464,12 @@ func (s *Server) openEvents(ctx context.Context) error {
 			return fmt.Errorf("apiserver: creating stream %s: %w", sc.Name, err)
 		}
 	}
+	c, err := watchSubscriptions(ev.subs)
+	if err != nil {
+		return fmt.Errorf("apiserver: watching bucket %s: %w", BucketSubscriptions, err)
+	}
+	c.waitReady(10 * time.Second)
+	ev.subsCache = c
 	s.events = ev
 	return nil
 }
@@ -502,11 +517,16 @@ func (s *Server) startEvents(ctx context.Context) error {
 
 // stopEvents stops this node's dispatcher and waits for attempts in flight.
 func (s *Server) stopEvents() {
-	if s.events == nil || s.events.cancel == nil {
+	if s.events == nil {
 		return
 	}
-	s.events.cancel()
-	s.events.wg.Wait()
+	if s.events.cancel != nil {
+		s.events.cancel()
+		s.events.wg.Wait()
+	}
+	if c := s.events.subsCache; c != nil {
+		c.close()
+	}
 }
 
 // pull hands cons's messages to workers goroutines until ctx ends or the
@@ -572,7 +592,14 @@ func (s *Server) fanout(ctx context.Context, m jetstream.Msg) {
 		_ = m.Term()
 		return
 	}
-	subs, err := s.subscriptionsOf(ctx, e.Tenant)
+	// The cache, unless it knows of no subscription for the event: then
+	// the event was emitted on a node that knew one this node has not
+	// seen yet (or the cache is not ready), and the bucket says.
+	subs, _ := s.events.subsCache.matching(e)
+	var err error
+	if len(subs) == 0 {
+		subs, err = s.subscriptionsOf(ctx, e.Tenant)
+	}
 	if err != nil {
 		s.log.Warn("reading subscriptions; the event is retried", "tenant", e.Tenant, "event", e.ID, "error", err)
 		_ = m.NakWithDelay(time.Second)

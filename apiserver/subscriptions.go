@@ -256,6 +256,7 @@ func (s *Server) createSubscription(w http.ResponseWriter, r *http.Request, p *P
 		if err != nil {
 			return err
 		}
+		s.events.subsCache.put(rec)
 		s.audit(r.Context(), p.Tenant, p, "subscription.create", "subscriptions/"+rec.ID, 0, strings.Join(rec.Types, ","))
 		w.Header().Set("Location", "/v1/subscriptions/"+rec.ID)
 		w.Header().Set("ETag", kvETag(rev))
@@ -366,6 +367,7 @@ func (s *Server) putSubscription(w http.ResponseWriter, r *http.Request, p *Prin
 	if err != nil {
 		return err
 	}
+	s.events.subsCache.put(rec)
 	s.audit(r.Context(), p.Tenant, p, "subscription.update", "subscriptions/"+rec.ID, 0, strings.Join(rec.Types, ","))
 	w.Header().Set("ETag", kvETag(nrev))
 	writeJSON(w, r, http.StatusOK, rec.Subscription)
@@ -386,6 +388,7 @@ func (s *Server) deleteSubscription(w http.ResponseWriter, r *http.Request, p *P
 		}
 		return err
 	}
+	s.events.subsCache.remove(p.Tenant, rec.ID)
 	// Its history goes with it; queued deliveries find no record and are
 	// dropped.
 	ctx := context.WithoutCancel(r.Context())

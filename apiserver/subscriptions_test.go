@@ -461,6 +461,11 @@ func TestTwoServersDeliverEachEventOnce(t *testing.T) {
 	key := e1.tenantWithKey("acme", RoleUser)
 	rc := newReceiver(t, nil)
 	id, _ := e2.subscribe(key, map[string]any{"url": rc.URL, "types": []string{"run.started", "config.applied"}})
+	// e1 learns of the subscription through its watch.
+	waitFor(t, "the subscription on the other node", func() bool {
+		subs, known := e1.s.events.subsCache.matching(storedEvent{Tenant: "acme", Type: EventRunStarted, Integration: "orders"})
+		return known && len(subs) == 1
+	})
 	const n = 20
 	for i := range n {
 		s := e1.s
@@ -535,5 +540,47 @@ func TestDenyPrivateTargets(t *testing.T) {
 	a := e.s.attempt(t.Context(), rc.URL, "whsec_x", []byte("{}"), "dlv_x", 1)
 	if a.ok() || !strings.Contains(a.Error, "DenyPrivateTargets") {
 		t.Errorf("attempt to loopback: %+v", a)
+	}
+}
+
+// Events no subscription asks for are not recorded: a tenant without
+// subscriptions does not pay for two stored events per run.
+func TestEventsWithoutSubscribersAreNotRecorded(t *testing.T) {
+	e := newEventsEnv(t, fastEvents)
+	key := e.tenantWithKey("acme", RoleUser)
+	recorded := func() uint64 {
+		t.Helper()
+		st, err := e.s.js.Stream(t.Context(), EventsStream)
+		if err != nil {
+			t.Fatal(err)
+		}
+		info, err := st.Info(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return info.State.Msgs
+	}
+	emit := func(typ string, subject string) {
+		t.Helper()
+		if err := e.s.Emit(t.Context(), Event{Type: typ, Tenant: "acme", Integration: "orders", Subject: subject}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	emit(EventRunStarted, "runs/a")
+	if n := recorded(); n != 0 {
+		t.Fatalf("%d events recorded without a subscription", n)
+	}
+	rc := newReceiver(t, nil)
+	id, _ := e.subscribe(key, map[string]any{"url": rc.URL, "types": []string{"run.completed"}})
+	emit(EventRunStarted, "runs/b") // not subscribed to
+	emit(EventRunCompleted, "runs/b")
+	if n := recorded(); n != 1 {
+		t.Fatalf("%d events recorded, want the one subscribed to", n)
+	}
+	waitFor(t, "the delivery", func() bool { return len(rc.requests()) == 1 })
+	e.expect(e.do("DELETE", "/v1/subscriptions/"+id, key, nil, "If-Match", "*"), 204)
+	emit(EventRunCompleted, "runs/c")
+	if n := recorded(); n != 1 {
+		t.Fatalf("%d events recorded after the subscription was deleted, want 1", n)
 	}
 }
