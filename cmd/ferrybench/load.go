@@ -300,7 +300,7 @@ func rssMB() float64 {
 // server keeps per-subject state in memory, so this is what memory grows
 // with until the retention limits are reached.
 func retained(ctx context.Context, w io.Writer, js jetstream.JetStream) error {
-	fmt.Fprintf(w, "\n  %-30s %9s %9s %9s\n", "retained in JetStream", "messages", "subjects", "MB")
+	fmt.Fprintf(w, "\n  %-30s %9s %9s %9s %9s\n", "retained in JetStream", "messages", "subjects", "MB", "consumers")
 	l := js.ListStreams(ctx)
 	var infos []*jetstream.StreamInfo
 	for si := range l.Info() {
@@ -311,10 +311,10 @@ func retained(ctx context.Context, w io.Writer, js jetstream.JetStream) error {
 	}
 	slices.SortFunc(infos, func(a, b *jetstream.StreamInfo) int { return strings.Compare(a.Config.Name, b.Config.Name) })
 	for _, si := range infos {
-		if si.State.Msgs == 0 {
+		if si.State.Msgs == 0 && si.State.Consumers == 0 {
 			continue
 		}
-		fmt.Fprintf(w, "  %-30s %9d %9d %9.1f\n", si.Config.Name, si.State.Msgs, si.State.NumSubjects, float64(si.State.Bytes)/1e6)
+		fmt.Fprintf(w, "  %-30s %9d %9d %9.1f %9d\n", si.Config.Name, si.State.Msgs, si.State.NumSubjects, float64(si.State.Bytes)/1e6, si.State.Consumers)
 	}
 	return nil
 }
