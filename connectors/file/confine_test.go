@@ -269,3 +269,28 @@ func TestCheckPaths(t *testing.T) {
 		t.Fatalf("unconfined: %v", err)
 	}
 }
+
+// Confined errors name paths as the tenant wrote them, never where the
+// server keeps the tenant's files.
+func TestConfinedErrorsHideTheServersDirectory(t *testing.T) {
+	root := filepath.Join(t.TempDir(), "srv-secret-place", "files", "acme")
+	conn := mustOpenConfined(t, root, `path = "data"`)
+	check := func(what string, err error, want string) {
+		t.Helper()
+		if err == nil || !strings.Contains(err.Error(), want) || strings.Contains(err.Error(), "srv-secret-place") {
+			t.Errorf("%s: %v; want it to say %q without the server's directory", what, err, want)
+		}
+	}
+	check("test, no root yet", conn.(connectors.Tester).Test(t.Context()), "directory data (in the tenant's files directory) does not exist")
+	_, err := readAll(t, newSource(t, conn, `path = "in.json"`))
+	check("read, no root yet", err, `"in.json" not found`)
+	if err := os.MkdirAll(filepath.Join(root, "data"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	_, err = readAll(t, newSource(t, conn, `path = "in.json"`))
+	check("read, no file", err, `file "in.json" not found in directory data (in the tenant's files directory)`)
+	_, err = readAll(t, newSource(t, conn, `path = "*.csv"`))
+	check("read, no match", err, `no files match "*.csv" in directory data (in the tenant's files directory)`)
+	writeFile(t, root, "plain", "x")
+	check("test, not a directory", mustOpenConfined(t, root, `path = "plain"`).(connectors.Tester).Test(t.Context()), "plain (in the tenant's files directory) is not a directory")
+}

@@ -193,24 +193,47 @@ func (c *Connection) Test(ctx context.Context) error {
 // with open; hint adds to an error that is neither a missing file nor a
 // denied one. Confined or not, the checks and their messages are the same.
 func (c *Connection) checkDir(fi os.FileInfo, err error, open func() (*os.File, error), hint func(error) string) error {
+	dir := shownDir(c.root, c.Dir, c.rel)
 	if errors.Is(err, os.ErrNotExist) {
-		return connectors.Permanent(fmt.Errorf("file connection: directory %s does not exist; create it or fix the connection's path", c.Dir))
+		return connectors.Permanent(fmt.Errorf("file connection: directory %s does not exist; create it or fix the connection's path", dir))
 	}
 	if err != nil {
-		return connectors.Permanent(fmt.Errorf("file connection: %w%s", err, hint(err)))
+		return connectors.Permanent(fmt.Errorf("file connection: %w%s", hideRoot(c.root, err), hint(err)))
 	}
 	if !fi.IsDir() {
-		return connectors.Permanent(fmt.Errorf("file connection: %s is not a directory; the connection's path must name a directory", c.Dir))
+		return connectors.Permanent(fmt.Errorf("file connection: %s is not a directory; the connection's path must name a directory", dir))
 	}
 	d, err := open()
 	if err != nil {
-		return connectors.Permanent(fmt.Errorf("file connection: cannot read directory %s: %w; check its permissions", c.Dir, err))
+		return connectors.Permanent(fmt.Errorf("file connection: cannot read directory %s: %w; check its permissions", dir, hideRoot(c.root, err)))
 	}
 	defer d.Close()
 	if _, err := d.Readdirnames(1); err != nil && err != io.EOF {
-		return connectors.Permanent(fmt.Errorf("file connection: cannot read directory %s: %w; check its permissions", c.Dir, err))
+		return connectors.Permanent(fmt.Errorf("file connection: cannot read directory %s: %w; check its permissions", dir, hideRoot(c.root, err)))
 	}
 	return nil
+}
+
+// shownDir is how a connection's directory appears in errors: confined
+// (root set), as the tenant wrote it, relative to its files directory (rel);
+// where the server keeps that directory is no business of the tenant's.
+func shownDir(root, dir, rel string) string {
+	if root == "" {
+		return dir
+	}
+	if rel == "" || rel == "." {
+		return "the tenant's files directory"
+	}
+	return filepath.ToSlash(rel) + " (in the tenant's files directory)"
+}
+
+// hideRoot is err with the path of a confined connection's root left out.
+func hideRoot(root string, err error) error {
+	var pe *os.PathError
+	if root == "" || !errors.As(err, &pe) || !strings.HasPrefix(pe.Path, root) {
+		return err
+	}
+	return fmt.Errorf("%s %s: %w", pe.Op, shownDir(root, "", strings.TrimPrefix(strings.TrimPrefix(pe.Path, root), string(filepath.Separator))), pe.Err)
 }
 
 // escapeHint follows an error of an os.Root: other than a missing file or a

@@ -109,9 +109,9 @@ func (s *source) files(root *os.Root) ([]string, error) {
 	}
 	if len(files) == 0 {
 		if !hasMeta(s.pattern) {
-			return nil, connectors.Permanent(fmt.Errorf("file source: file %q not found in directory %s; check the source path (it is relative to the connection path)", s.pattern, s.dir))
+			return nil, connectors.Permanent(fmt.Errorf("file source: file %q not found in directory %s; check the source path (it is relative to the connection path)", s.pattern, shownDir(s.root, s.dir, s.relDir)))
 		}
-		return nil, connectors.Permanent(fmt.Errorf("file source: no files match %q in directory %s; check the source path (it is relative to the connection path)", s.pattern, s.dir))
+		return nil, connectors.Permanent(fmt.Errorf("file source: no files match %q in directory %s; check the source path (it is relative to the connection path)", s.pattern, shownDir(s.root, s.dir, s.relDir)))
 	}
 	sort.Strings(files)
 	return files, nil
