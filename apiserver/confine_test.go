@@ -1,42 +1,19 @@
 package apiserver
 
 import (
-	"bytes"
-	"context"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	_ "github.com/ferryhq/ferry/connectors/file"
-	"github.com/ferryhq/ferry/runtime"
 )
 
 // newConfinedEnv is newEnv with the tenants' files in files/<tenant>,
 // confined there, but those of tenantDirs.
 func newConfinedEnv(t *testing.T, tenantDirs map[string]string) (e *env, files string) {
 	t.Helper()
-	rt, err := runtime.Open(context.Background(), runtime.Options{DataDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { rt.Close() })
-	c := &clock{t: time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)}
-	files = t.TempDir()
-	s, err := New(rt, Options{AdminKey: testAdminKey, MasterKey: bytes.Repeat([]byte{7}, 32), MaxBodyBytes: 64 << 10, Now: c.Now, FilesDir: files, TenantDirs: tenantDirs})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		s.Close(ctx)
-	})
-	srv := httptest.NewServer(s.Handler())
-	t.Cleanup(srv.Close)
-	return &env{t: t, s: s, rt: rt, srv: srv, clock: c}, files
+	return newEnvWith(t, func(o *Options) { o.TenantDirs = tenantDirs })
 }
 
 // confinedConfig is acme's integration "items" from source path src to
