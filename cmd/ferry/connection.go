@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/ferryhq/ferry/connectors"
+	"github.com/ferryhq/ferry/connectors/secretscrub"
 	"github.com/ferryhq/ferry/engine"
 	"github.com/ferryhq/ferry/lang"
 	"github.com/hashicorp/hcl/v2"
@@ -126,17 +127,11 @@ func testLocalConnection(ctx context.Context, c *ctx, cf *configFlags, dir, name
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	// Errors may quote what they were given (a path, a URL); the values of
-	// secrets are replaced, as the server does, since this often runs in CI logs.
-	var used []string
-	resolve := func(name string) (string, error) {
-		v, err := envSecret(name)
-		if err == nil && len(v) >= 4 {
-			used = append(used, v)
-		}
-		return v, err
-	}
+	// secrets are scrubbed, as a run's and the server's are, since this often
+	// runs in CI logs.
+	sc := secretscrub.New(envSecret)
 	start := time.Now()
-	err = checkConnection(ctx, cfg, name, resolve)
+	err = checkConnection(ctx, cfg, name, sc.Resolve)
 	if errors.Is(err, errNoCheck) {
 		return c.errorf("connectors of type %q have no connection check; run an integration that uses connection %q to try it", conn.Type, name)
 	}
@@ -145,10 +140,7 @@ func testLocalConnection(ctx context.Context, c *ctx, cf *configFlags, dir, name
 	}
 	res := connectionTestJSON{Connection: name, Type: conn.Type, OK: err == nil, DurationMs: time.Since(start).Milliseconds()}
 	if err != nil {
-		res.Error = err.Error()
-		for _, v := range used {
-			res.Error = strings.ReplaceAll(res.Error, v, "***")
-		}
+		res.Error = sc.Scrub(err.Error())
 	}
 	return printConnectionTest(c, res, jsonOut)
 }
