@@ -17,6 +17,7 @@ bench:
 	$(GO) run ./cmd/ferrybench
 	$(GO) test -run '^$$' -bench . -benchmem ./engine/... ./connectors/...
 	$(GO) test -run '^$$' -bench WebhookIngest -benchtime 3s ./apiserver/
+	$(GO) test -run '^$$' -bench SmallRun -benchtime 3s ./runtime/
 	$(GO) run ./cmd/ferrybench -load 120s -load-retention 20s
 
 # Runs every fuzz target for FUZZTIME (default 10s) each; see .ci/fuzz.
