@@ -94,6 +94,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/ferryhq/ferry/connectors"
 	"github.com/ferryhq/ferry/lang"
 	"github.com/ferryhq/ferry/runtime"
 	"github.com/nats-io/nats.go"
@@ -369,8 +370,10 @@ type EventOptions struct {
 	// DenyPrivateTargets refuses to deliver to loopback, private (RFC 1918,
 	// fc00::/7), link-local (169.254.0.0/16: cloud metadata services),
 	// CGNAT, multicast and unspecified addresses. Off by default, so that
-	// receivers next to the server work; turn it on where tenants are not
-	// trusted with the server's network (SSRF). It is checked on the address
+	// receivers on the server's private networks work; turn it on where
+	// tenants are not trusted with them (SSRF). Loopback and link-local
+	// are refused anyway, by the tenants' network policy
+	// (Options.AllowNetworks), but for --dev tenants. It is checked on the address
 	// actually dialed, so a DNS name resolving to such an address (or
 	// re-resolving to one later) does not get around it. With an HTTP proxy
 	// from the environment, the proxy's address is what is checked.
@@ -424,7 +427,10 @@ type eventState struct {
 	subs       jetstream.KeyValue
 	subsCache  *subsCache // the subscriptions of every tenant (watched)
 	deliveries jetstream.KeyValue
-	client     *http.Client
+	// client delivers tenants' events under the tenants' network policy
+	// (Options.AllowNetworks); devClient those of --dev tenants, which are
+	// not under it.
+	client, devClient *http.Client
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -436,7 +442,7 @@ type eventState struct {
 // (idempotently; every node creates the same).
 func (s *Server) openEvents(ctx context.Context) error {
 	o := s.opts.Events.withDefaults()
-	ev := &eventState{opts: o, client: newDeliveryClient(o)}
+	ev := &eventState{opts: o, client: newDeliveryClient(o, s.netPolicy), devClient: newDeliveryClient(o, nil)}
 	for _, b := range []struct {
 		name string
 		ttl  time.Duration
@@ -711,7 +717,7 @@ func (s *Server) deliver(ctx context.Context, m jetstream.Msg) {
 	if secret, err := s.subscriptionSecret(sub); err != nil {
 		a = EventDeliveryAttempt{Attempt: n, Time: s.now().UTC(), Error: "not sent: " + err.Error()}
 	} else {
-		a = s.attempt(ctx, sub.URL, secret, m.Data(), d.ID, n)
+		a = s.attempt(ctx, sub.Tenant, sub.URL, secret, m.Data(), d.ID, n)
 	}
 	if ctx.Err() != nil && a.StatusCode == 0 {
 		return // shutting down: not an attempt; redelivered after the ack wait
@@ -771,8 +777,16 @@ func (s *Server) recordAttempt(ctx context.Context, key string, a EventDeliveryA
 	return d, 0, errors.New("the delivery record keeps changing")
 }
 
-// attempt POSTs body once.
-func (s *Server) attempt(ctx context.Context, target, secret string, body []byte, deliveryID string, n int) EventDeliveryAttempt {
+// deliveryClient is the client of tenant's deliveries.
+func (s *Server) deliveryClient(tenant string) *http.Client {
+	if _, dev := s.opts.TenantDirs[tenant]; dev {
+		return s.events.devClient
+	}
+	return s.events.client
+}
+
+// attempt POSTs body once, for tenant.
+func (s *Server) attempt(ctx context.Context, tenant, target, secret string, body []byte, deliveryID string, n int) EventDeliveryAttempt {
 	ctx, cancel := context.WithTimeout(ctx, s.events.opts.Timeout)
 	defer cancel()
 	now := s.now()
@@ -789,7 +803,7 @@ func (s *Server) attempt(ctx context.Context, target, secret string, body []byte
 	req.Header.Set(SignatureHeader, Sign(secret, now.Unix(), body))
 	req.Header.Set("Ferry-Delivery", deliveryID)
 	req.Header.Set("Ferry-Attempt", strconv.Itoa(n))
-	res, err := s.events.client.Do(req)
+	res, err := s.deliveryClient(tenant).Do(req)
 	if err != nil {
 		a.Error = attemptError(err, s.events.opts.Timeout)
 		a.DurationMs = time.Since(start).Milliseconds()
@@ -819,12 +833,17 @@ func attemptError(err error, timeout time.Duration) string {
 	if errors.Is(err, errPrivateTarget) {
 		return errPrivateTarget.Error()
 	}
+	var denied *connectors.DeniedAddressError
+	if errors.As(err, &denied) {
+		return denied.Error()
+	}
 	return err.Error()
 }
 
 var errPrivateTarget = errors.New("the target's address is loopback, private, link-local or otherwise internal, and this server denies those (Options.Events.DenyPrivateTargets)")
 
-func newDeliveryClient(o EventOptions) *http.Client {
+// newDeliveryClient is the client of deliveries under policy (nil: none).
+func newDeliveryClient(o EventOptions, policy *connectors.NetPolicy) *http.Client {
 	dialer := &net.Dialer{Timeout: o.Timeout, KeepAlive: 30 * time.Second}
 	if o.DenyPrivateTargets {
 		dialer.Control = func(_, address string, _ syscall.RawConn) error {
@@ -843,7 +862,11 @@ func newDeliveryClient(o EventOptions) *http.Client {
 		}
 	}
 	tr := http.DefaultTransport.(*http.Transport).Clone()
-	tr.DialContext = dialer.DialContext
+	tr.DialContext = policy.Dialer(dialer).DialContext
+	if policy != nil {
+		// A proxy would make the connection for us, unchecked.
+		tr.Proxy = nil
+	}
 	tr.MaxIdleConnsPerHost = 4
 	tr.ResponseHeaderTimeout = o.Timeout
 	return &http.Client{

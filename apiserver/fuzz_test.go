@@ -185,7 +185,7 @@ func newFuzzServer(f *testing.F) *fuzzServer {
 	log := &lockedBuffer{}
 	// Confined, as ferry serve runs: fr's files are FilesDir/fr/data.
 	s, err := New(rt, Options{AdminKey: testAdminKey, MasterKey: bytes.Repeat([]byte{7}, 32), MaxBodyBytes: 64 << 10,
-		Now: c.Now, FilesDir: f.TempDir(), Events: EventOptions{NoDispatch: true},
+		Now: c.Now, FilesDir: f.TempDir(), Events: EventOptions{NoDispatch: true}, AllowNetworks: loopbackNetworks,
 		Logger: slog.New(slog.NewTextHandler(log, &slog.HandlerOptions{Level: slog.LevelError}))})
 	if err != nil {
 		f.Fatal(err)

@@ -166,3 +166,35 @@ func TestTenantNetworkPolicy(t *testing.T) {
 		t.Errorf("an invalid prefix: %v", err)
 	}
 }
+
+// Event deliveries are under the same policy as connections: a tenant
+// cannot have the server POST to itself (and read the answer in the
+// delivery history). A url that says so is refused at once; a name that
+// leads there is refused when dialled. --dev tenants are not restricted.
+func TestSubscriptionsUnderTheNetworkPolicy(t *testing.T) {
+	e, _ := newEnvWith(t, func(o *Options) { o.TenantDirs = map[string]string{"dev": t.TempDir()} })
+	key := e.tenantWithKey("acme", RoleUser)
+	rc := newReceiver(t, nil)
+	for _, u := range []string{rc.URL, "http://localhost:9/x", "http://169.254.169.254/latest/meta-data/", "http://[::ffff:127.0.0.1]:8080/"} {
+		r := e.expect(e.do("POST", "/v1/subscriptions", key, map[string]any{"url": u, "types": []string{"run.started"}}), 422)
+		if !strings.Contains(string(r.body), "is not allowed on this server") || !strings.Contains(string(r.body), "--allow-networks") {
+			t.Errorf("subscribing %s: %s", u, r.body)
+		}
+	}
+	// At delivery, the address dialled is checked, whatever the url said.
+	a := e.s.attempt(t.Context(), "acme", rc.URL, "whsec_x", []byte("{}"), "dlv_x", 1)
+	if a.ok() || !strings.Contains(a.Error, "is not allowed on this server") || len(rc.requests()) != 0 {
+		t.Errorf("delivery to loopback: %+v, %d requests reached it", a, len(rc.requests()))
+	}
+	if a := e.s.attempt(t.Context(), "dev", rc.URL, "whsec_x", []byte("{}"), "dlv_y", 1); !a.ok() || len(rc.requests()) != 1 {
+		t.Errorf("the --dev tenant's delivery: %+v", a)
+	}
+
+	// Allowed networks are reachable.
+	e2, _ := newEnvWith(t, func(o *Options) { o.AllowNetworks = loopbackNetworks })
+	key2 := e2.tenantWithKey("acme", RoleUser)
+	e2.subscribe(key2, map[string]any{"url": rc.URL, "types": []string{"run.started"}})
+	if a := e2.s.attempt(t.Context(), "acme", rc.URL, "whsec_x", []byte("{}"), "dlv_z", 1); !a.ok() {
+		t.Errorf("allowed delivery: %+v", a)
+	}
+}

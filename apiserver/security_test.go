@@ -133,7 +133,7 @@ func newSecEnv(t *testing.T) (*env, *secLog) {
 	t.Cleanup(func() { rt.Close() })
 	c := &clock{t: time.Now().UTC()}
 	s, err := New(rt, Options{AdminKey: testAdminKey, MasterKey: bytes.Repeat([]byte{7}, 32), MaxBodyBytes: 64 << 10,
-		Now: c.Now, Logger: log, Events: fastEvents, FilesDir: t.TempDir()})
+		Now: c.Now, Logger: log, Events: fastEvents, FilesDir: t.TempDir(), AllowNetworks: loopbackNetworks})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -157,7 +158,7 @@ func (s *Server) subscriptionRoutes() []Route {
 }
 
 // validate checks req and turns it into the subscription's fields.
-func (s *Server) validateSubscription(req subscriptionRequest, sub *Subscription) *Problem {
+func (s *Server) validateSubscription(tenant string, req subscriptionRequest, sub *Subscription) *Problem {
 	bad := func(format string, a ...any) *Problem {
 		return newProblem(http.StatusUnprocessableEntity, probBadRequest, format, a...)
 	}
@@ -177,6 +178,23 @@ func (s *Server) validateSubscription(req subscriptionRequest, sub *Subscription
 		return bad("url %q: remove the #fragment", req.URL)
 	case len(req.URL) > 2048:
 		return bad("url is longer than 2048 characters")
+	}
+	if c := s.deliveryClient(tenant); c == s.events.client && s.netPolicy != nil {
+		// The tenants' network policy, refused now when the url says so
+		// (deliveries check the address dialled, after DNS).
+		host := u.Hostname()
+		if host == "localhost" || strings.HasSuffix(host, ".localhost") {
+			host = "127.0.0.1"
+		}
+		port, _ := strconv.ParseUint(u.Port(), 10, 16)
+		if port == 0 {
+			port = map[string]uint64{"http": 80, "https": 443}[u.Scheme]
+		}
+		if ip, err := netip.ParseAddr(host); err == nil {
+			if err := s.netPolicy.Check(netip.AddrPortFrom(ip, uint16(port))); err != nil {
+				return bad("url %q: %s", req.URL, err)
+			}
+		}
 	}
 	if s.events.opts.DenyPrivateTargets {
 		host := u.Hostname()
@@ -230,7 +248,7 @@ func (s *Server) createSubscription(w http.ResponseWriter, r *http.Request, p *P
 	}
 	now := s.now().UTC()
 	rec := subscriptionRecord{Tenant: p.Tenant, Subscription: Subscription{CreatedAt: now, CreatedBy: p.KeyID, UpdatedAt: now, UpdatedBy: p.KeyID}}
-	if prob := s.validateSubscription(req, &rec.Subscription); prob != nil {
+	if prob := s.validateSubscription(p.Tenant, req, &rec.Subscription); prob != nil {
 		return prob
 	}
 	keys, err := keysOf(r.Context(), s.events.subs, p.Tenant+".*")
@@ -355,7 +373,7 @@ func (s *Server) putSubscription(w http.ResponseWriter, r *http.Request, p *Prin
 	if prob := s.decodeJSON(w, r, &req); prob != nil {
 		return prob
 	}
-	if prob := s.validateSubscription(req, &rec.Subscription); prob != nil {
+	if prob := s.validateSubscription(p.Tenant, req, &rec.Subscription); prob != nil {
 		return prob
 	}
 	rec.UpdatedAt, rec.UpdatedBy = s.now().UTC(), p.KeyID
@@ -423,7 +441,7 @@ func (s *Server) testSubscription(w http.ResponseWriter, r *http.Request, p *Pri
 	}
 	d := newDelivery(rec, e, now)
 	d.Test = true
-	a := s.attempt(r.Context(), rec.URL, secret, body, d.ID, 1)
+	a := s.attempt(r.Context(), rec.Tenant, rec.URL, secret, body, d.ID, 1)
 	d.add(a, 1, s.now().UTC(), 0)
 	b, _ := json.Marshal(d)
 	if _, err := s.events.deliveries.Create(context.WithoutCancel(r.Context()), deliveryKey(p.Tenant, rec.ID, d.ID), b); err != nil {

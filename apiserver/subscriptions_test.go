@@ -37,7 +37,7 @@ func serverOn(t *testing.T, rt *runtime.Runtime, eo EventOptions) *env {
 	t.Helper()
 	c := &clock{t: time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)}
 	// Its tests point file connections at absolute temporary directories.
-	s, err := New(rt, Options{AdminKey: testAdminKey, MasterKey: bytes.Repeat([]byte{7}, 32), MaxBodyBytes: 64 << 10, Now: c.Now, Events: eo, HostFiles: true})
+	s, err := New(rt, Options{AdminKey: testAdminKey, MasterKey: bytes.Repeat([]byte{7}, 32), MaxBodyBytes: 64 << 10, Now: c.Now, Events: eo, HostFiles: true, AllowNetworks: loopbackNetworks})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -537,7 +537,7 @@ func TestDenyPrivateTargets(t *testing.T) {
 	}
 	// The dial-time check, for names resolving to such addresses.
 	rc := newReceiver(t, nil)
-	a := e.s.attempt(t.Context(), rc.URL, "whsec_x", []byte("{}"), "dlv_x", 1)
+	a := e.s.attempt(t.Context(), "acme", rc.URL, "whsec_x", []byte("{}"), "dlv_x", 1)
 	if a.ok() || !strings.Contains(a.Error, "DenyPrivateTargets") {
 		t.Errorf("attempt to loopback: %+v", a)
 	}

@@ -94,7 +94,7 @@ it the admin routes, such as creating tenants, are unreachable).
 FERRY_MASTER_KEY (32 bytes, base64 or hex) encrypts secrets at rest; without it
 the server generates one in DATA_DIR/master.key and says so.
 
-Tenants' connectors (but --dev DIR's) may not connect to this server itself
+Tenants' connectors and event subscriptions (but --dev DIR's) may not connect to this server itself
 (loopback, Unix sockets), link-local addresses or the cloud metadata service
 (169.254.169.254, fd00:ec2::254): the check is on the address dialled, after
 DNS, and HTTP_PROXY is not used for them. Private networks are reachable.
