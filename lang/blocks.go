@@ -691,6 +691,14 @@ func (l *loader) decodeWebhookBlock(b *hcl.Block, from string) (*Webhook, hcl.Di
 			w.Config[name] = v
 		}
 	}
+	if a, ok := content.Attributes["dedupe_window"]; ok && w.Verify != "shopify" && attrs["id_header"] == nil {
+		diags = append(diags, &hcl.Diagnostic{
+			Severity: hcl.DiagWarning,
+			Summary:  "dedupe_window without a delivery id",
+			Detail:   fmt.Sprintf("Deliveries of a %q webhook carry no id ferry knows, so none is remembered and dedupe_window does nothing. Set id_header to the header holding the sender's delivery id (like \"X-GitHub-Delivery\"), or remove dedupe_window.", w.Verify),
+			Subject:  a.NameRange.Ptr(),
+		})
+	}
 	return w, diags
 }
 

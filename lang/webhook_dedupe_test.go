@@ -71,3 +71,22 @@ func TestBlockHCLWebhookDedupeWindow(t *testing.T) {
 		t.Errorf("the webhook's dedupe_window is not written:\n%s", got)
 	}
 }
+
+// dedupe_window on a webhook whose deliveries carry no id (a mode other than
+// shopify without id_header) would silently do nothing: a warning says so.
+func TestWebhookDedupeWindowWithoutDeliveryID(t *testing.T) {
+	src := integ(okSource + okTarget + "webhook {\n  verify = \"none\"\n  dedupe_window = \"5h\"\n}")
+	cfg, diags := load(t, map[string]string{"main.hcl": src}, LoadOptions{})
+	d := wantDiag(t, diags, "dedupe_window without a delivery id", "Set id_header")
+	if diags.HasErrors() || d.Subject == nil || cfg.Integrations["i"] == nil {
+		t.Fatalf("want only a warning on dedupe_window:\n%s", diagString(cfg, diags))
+	}
+	for _, ok := range []string{
+		"webhook {\n  verify = \"none\"\n  id_header = \"X-Delivery\"\n  dedupe_window = \"5h\"\n}",
+		"webhook {\n  verify = \"none\"\n}",
+	} {
+		if _, diags := load(t, map[string]string{"main.hcl": integ(okSource + okTarget + ok)}, LoadOptions{}); len(diags) != 0 {
+			t.Errorf("%s:\n%v", ok, diags)
+		}
+	}
+}
