@@ -104,7 +104,7 @@ type Options struct {
 	HostFiles bool
 	// AllowNetworks are the exceptions to the network policy of the
 	// tenants but those of TenantDirs (HostFiles does not lift it: it is
-	// about files). Their connectors may not connect to
+	// about files). Their connectors and event deliveries may not connect to
 	// connectors.DefaultDeniedNetworks: loopback (this server: its API,
 	// other local services, Unix sockets), link-local and the cloud metadata
 	// service (169.254.169.254, fd00:ec2::254), the unspecified address.
