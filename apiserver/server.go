@@ -82,6 +82,9 @@ type Options struct {
 	// its runs within about RunLease and a third. Shorter takes over sooner
 	// but risks taking over from a server that is only slow to reach NATS.
 	RunLease time.Duration
+	// AuditRetention is how long audit entries are kept (at least
+	// runtime.MinRetention); 0 keeps them for good.
+	AuditRetention time.Duration
 	// IdempotencyTTL is how long a sync event's Idempotency-Key returns the
 	// same run (default IdempotencyTTL, 24h; 1s to MaxIdempotencyTTL). A
 	// webhook's delivery ids are kept for its dedupe_window instead.
@@ -234,7 +237,7 @@ func New(rt *runtime.Runtime, opts Options) (*Server, error) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	st, err := openStore(ctx, s.js, opts.Replicas)
+	st, err := openStore(ctx, s.js, opts.Replicas, opts.AuditRetention)
 	if err != nil {
 		return nil, err
 	}

@@ -22,7 +22,7 @@ import (
 //	                      <tenant>.rev.<n>             Revision n (history)
 //	KV ferry_v1_secrets   <tenant>.<b64url name>       secretRecord (AES-256-GCM ciphertext)
 //	KV ferry_v1_state     <tenant>.integration.<b64url name>  activation (absent: active)
-//	stream FERRY_AUDIT_V1 ferry.v1.audit.<tenant>      AuditEntry
+//	stream FERRY_AUDIT_V1 ferry.v1.audit.<tenant>      AuditEntry (max age Options.AuditRetention; 0: none)
 const (
 	BucketTenants = "ferry_v1_tenants"
 	BucketAPIKeys = "ferry_v1_apikeys"
@@ -44,7 +44,10 @@ type store struct {
 	js                                    jetstream.JetStream
 }
 
-func openStore(ctx context.Context, js jetstream.JetStream, replicas int) (*store, error) {
+func openStore(ctx context.Context, js jetstream.JetStream, replicas int, auditRetention time.Duration) (*store, error) {
+	if auditRetention != 0 && auditRetention < runtime.MinRetention {
+		return nil, fmt.Errorf("apiserver: audit retention %s: must be at least %s, or 0 to keep the audit log for good", auditRetention, runtime.MinRetention)
+	}
 	st := &store{js: js}
 	for _, b := range []struct {
 		name    string
@@ -75,6 +78,7 @@ func openStore(ctx context.Context, js jetstream.JetStream, replicas int) (*stor
 		Storage:     jetstream.FileStorage,
 		Retention:   jetstream.LimitsPolicy,
 		Replicas:    replicas,
+		MaxAge:      auditRetention,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("apiserver: creating stream %s: %w", AuditStream, err)

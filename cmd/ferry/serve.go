@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/ferryhq/ferry/apiserver"
+	"github.com/ferryhq/ferry/runtime"
 )
 
 const (
@@ -48,6 +49,8 @@ type serveOptions struct {
 	// Rate limits (0: FERRY_RATE_LIMIT etc., else the server's defaults).
 	rateLimit, webhookRateLimit, authFailureLimit float64
 	rateBurst, webhookRateBurst, authFailureBurst int
+	// auditRetention: how long audit entries are kept (unset or 0: for good).
+	auditRetention retentionValue
 	// idempotencyTTL: how long a sync event's Idempotency-Key is kept (0:
 	// the server's default).
 	idempotencyTTL time.Duration
@@ -79,6 +82,7 @@ func (o *serveOptions) declare(fs *flag.FlagSet) {
 	fs.IntVar(&o.webhookRateBurst, "webhook-rate-burst", 0, fmt.Sprintf("requests each webhook may receive at once (env FERRY_WEBHOOK_RATE_BURST; default %d)", apiserver.DefaultWebhookRateBurst))
 	fs.Float64Var(&o.authFailureLimit, "auth-failure-limit", 0, fmt.Sprintf("failed authentications per second a source address or an API key id may send, beyond its burst, before 429; keys seen to work are never limited; -1: unlimited (env FERRY_AUTH_FAILURE_LIMIT; default %g)", apiserver.DefaultAuthFailureLimit))
 	fs.IntVar(&o.authFailureBurst, "auth-failure-burst", 0, fmt.Sprintf("failed authentications a source address or an API key id may send at once (env FERRY_AUTH_FAILURE_BURST; default %d)", apiserver.DefaultAuthFailureBurst))
+	fs.Var(&o.auditRetention, "audit-retention", fmt.Sprintf("keep audit entries for `DURATION`: 400d, 90d; 0 keeps them for good (env FERRY_AUDIT_RETENTION; default 0; at least %s)", runtime.MinRetention))
 	fs.DurationVar(&o.idempotencyTTL, "idempotency-ttl", 0, fmt.Sprintf("how long a sync event's Idempotency-Key returns the same run, 1s to %gh (default %gh); a webhook keeps its delivery ids for its dedupe_window", apiserver.MaxIdempotencyTTL.Hours(), apiserver.IdempotencyTTL.Hours()))
 }
 
@@ -188,6 +192,16 @@ func startServer(ctx context.Context, c *ctx, o *serveOptions) (*ferryServer, er
 	if err := o.rateLimitsFromEnv(); err != nil {
 		return nil, err
 	}
+	if !o.auditRetention.set {
+		if v := strings.TrimSpace(os.Getenv("FERRY_AUDIT_RETENTION")); v != "" {
+			if err := o.auditRetention.Set(v); err != nil {
+				return nil, fmt.Errorf("FERRY_AUDIT_RETENTION=%q: %v", v, err)
+			}
+		}
+	}
+	if d := o.auditRetention.d; d != 0 && d < runtime.MinRetention {
+		return nil, fmt.Errorf("--audit-retention %s: must be at least %s, e.g. 400d; 0 keeps the audit log for good", retentionString(d), runtime.MinRetention)
+	}
 	if t := o.idempotencyTTL; t != 0 && (t < time.Second || t > apiserver.MaxIdempotencyTTL) {
 		return nil, fmt.Errorf("--idempotency-ttl %s: write a duration from 1s to %gh, e.g. 24h", t, apiserver.MaxIdempotencyTTL.Hours())
 	}
@@ -224,7 +238,8 @@ func startServer(ctx context.Context, c *ctx, o *serveOptions) (*ferryServer, er
 	opts := apiserver.Options{AdminKey: adminKey, MasterKey: master, MaxBodyBytes: o.maxBody, Logger: log, Replicas: replicas,
 		FilesDir: filepath.Join(o.conn.dataDir, "files"), HostFiles: o.hostFiles,
 		RateLimit: o.rateLimit, RateBurst: o.rateBurst, WebhookRateLimit: o.webhookRateLimit, WebhookRateBurst: o.webhookRateBurst,
-		AuthFailureLimit: o.authFailureLimit, AuthFailureBurst: o.authFailureBurst, IdempotencyTTL: o.idempotencyTTL}
+		AuthFailureLimit: o.authFailureLimit, AuthFailureBurst: o.authFailureBurst, IdempotencyTTL: o.idempotencyTTL,
+		AuditRetention: o.auditRetention.d}
 	opts.AllowNetworks = o.allowNetworks
 	if o.devTenant != "" {
 		abs, err := filepath.Abs(o.dev)
