@@ -102,17 +102,55 @@ func (p *NetPolicy) check(addr netip.AddrPort) *DeniedAddressError {
 		return nil
 	}
 	ip := addr.Addr().Unmap().WithZone("")
-	for _, a := range p.allow {
-		if a.Contains(ip) {
-			return nil
-		}
+	if p.allowed(ip) {
+		return nil
 	}
-	for _, d := range p.deny {
-		if d.Contains(ip) {
-			return &DeniedAddressError{Address: netip.AddrPortFrom(ip, addr.Port()).String(), IP: ip, Reason: reason(ip, d)}
+	// An IPv6 address that carries an IPv4 one (NAT64, 6to4) reaches that
+	// IPv4 address through a gateway: it is judged as that address too.
+	for _, target := range []netip.Addr{ip, embeddedIPv4(ip)} {
+		if !target.IsValid() || (target != ip && p.allowed(target)) {
+			continue
+		}
+		for _, d := range p.deny {
+			if d.Contains(target) {
+				why := reason(target, d)
+				if target != ip {
+					why = fmt.Sprintf("%s (%s carries it)", why, ip)
+				}
+				return &DeniedAddressError{Address: netip.AddrPortFrom(ip, addr.Port()).String(), IP: target, Reason: why}
+			}
 		}
 	}
 	return nil
+}
+
+func (p *NetPolicy) allowed(ip netip.Addr) bool {
+	for _, a := range p.allow {
+		if a.Contains(ip) {
+			return true
+		}
+	}
+	return false
+}
+
+var (
+	nat64     = netip.MustParsePrefix("64:ff9b::/96") // RFC 6052: the IPv4 address in the last 32 bits
+	sixToFour = netip.MustParsePrefix("2002::/16")    // RFC 3056: the IPv4 address in bits 16-47
+)
+
+// embeddedIPv4 is the IPv4 address an IPv6 address carries (NAT64's
+// well-known prefix, 6to4); invalid for any other address.
+func embeddedIPv4(ip netip.Addr) netip.Addr {
+	b := ip.As16()
+	switch {
+	case !ip.Is6():
+		return netip.Addr{}
+	case nat64.Contains(ip):
+		return netip.AddrFrom4([4]byte(b[12:16]))
+	case sixToFour.Contains(ip):
+		return netip.AddrFrom4([4]byte(b[2:6]))
+	}
+	return netip.Addr{}
 }
 
 // Control is for net.Dialer.Control: it refuses a connection to an address

@@ -129,3 +129,34 @@ func TestNetPolicyDialer(t *testing.T) {
 		t.Error("an address Control cannot parse got through")
 	}
 }
+
+// An IPv6 address that carries an IPv4 one (NAT64's 64:ff9b::/96, 6to4's
+// 2002::/16) is judged as that IPv4 address too: a NAT64 gateway would
+// take 64:ff9b::7f00:1 to 127.0.0.1.
+func TestNetPolicyEmbeddedIPv4(t *testing.T) {
+	p := NewNetPolicy(DefaultDeniedNetworks(), nil)
+	for _, tt := range []struct{ addr, want string }{
+		{"[64:ff9b::7f00:1]:80", "loopback address, this server itself (ferry's own API, other local services) (64:ff9b::7f00:1 carries it)"},
+		{"[64:ff9b::a9fe:a9fe]:80", "cloud metadata service (169.254.169.254)"},
+		{"[2002:7f00:1::1]:80", "loopback"},
+		{"[2002:a9fe:a9fe::]:80", "cloud metadata service (169.254.169.254)"},
+	} {
+		err := p.Check(netip.MustParseAddrPort(tt.addr))
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%s: %v, want it refused as %q", tt.addr, err, tt.want)
+		}
+	}
+	for _, a := range []string{"[64:ff9b::808:808]:53", "[2002:808:808::1]:80", "[64:ff9b::a00:1]:5432"} {
+		if err := p.Check(netip.MustParseAddrPort(a)); err != nil {
+			t.Errorf("%s: %v, want it allowed (public or private IPv4 inside)", a, err)
+		}
+	}
+	// Allowing the IPv4 address (as the error suggests) allows it inside too.
+	allow := NewNetPolicy(DefaultDeniedNetworks(), prefixes(t, "127.0.0.1/32"))
+	if err := allow.Check(netip.MustParseAddrPort("[64:ff9b::7f00:1]:80")); err != nil {
+		t.Errorf("allowed 127.0.0.1 inside NAT64: %v", err)
+	}
+	if err := p.Check(netip.MustParseAddrPort("[64:ff9b::7f00:1]:80")); err == nil || !strings.Contains(err.Error(), "--allow-networks 127.0.0.1/32") {
+		t.Errorf("the error should suggest allowing the IPv4 address: %v", err)
+	}
+}
