@@ -86,13 +86,22 @@ func (rt *Runtime) EndCancelled(ctx context.Context, tenant, integration, runID,
 // These are a run's last writes: they ride out a short NATS outage
 // (ridingOutages), so a blip as the run ends does not fail a run whose
 // records all settled.
-func (rt *Runtime) endRun(ctx context.Context, tenant, runID string, status engine.RunStatus, runErr string) (*engine.RunResult, error) {
+//
+// settled are the ids of the settlements the caller knows were stored. On a
+// NATS cluster a listing is served by one replica, which may not hold the
+// latest writes yet (nats-server places a watch's consumer on any peer of
+// the stream): a listing without all of them is read again, as an outage
+// is, instead of counting short.
+func (rt *Runtime) endRun(ctx context.Context, tenant, runID string, status engine.RunStatus, runErr string, settled ...string) (*engine.RunResult, error) {
 	ended := rt.opts.Now()
 	var run *Run
 	err := rt.ridingOutages(ctx, "store the end of run "+runID, func(ctx context.Context) error {
 		sets, err := rt.settlements(ctx, tenant, runID, true)
 		if err != nil {
 			return err
+		}
+		if missing := missingSettlements(sets, settled); missing != "" {
+			return fmt.Errorf("runtime: listing the settlements of run %s: %w: %s not listed yet", runID, errReplicaBehind, missing)
 		}
 		c := countsOf(sets)
 		st := status
@@ -159,6 +168,28 @@ func (rt *Runtime) ridingOutages(ctx context.Context, what string, op func(ctx c
 	}
 }
 
+// errReplicaBehind: a read was served by a replica that does not hold a
+// write known to be stored yet; reading again reaches another or a
+// caught-up one.
+var errReplicaBehind = errors.New("the replica read is behind")
+
+// missingSettlements names the first of ids that sets lacks ("" none).
+func missingSettlements(sets []namedSettlement, ids []string) string {
+	if len(ids) == 0 {
+		return ""
+	}
+	have := make(map[string]bool, len(sets))
+	for _, s := range sets {
+		have[s.id] = true
+	}
+	for _, id := range ids {
+		if !have[id] {
+			return id
+		}
+	}
+	return ""
+}
+
 // natsUnavailable reports whether err says NATS or JetStream could not be
 // reached or is recovering (not that the request was refused). A closed
 // connection is final: the runtime is closing.
@@ -167,6 +198,8 @@ func natsUnavailable(err error) bool {
 	switch {
 	case errors.Is(err, nats.ErrConnectionClosed), errors.Is(err, jetstream.ErrConnectionClosed):
 		return false
+	case errors.Is(err, errReplicaBehind):
+		return true
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, nats.ErrTimeout),
 		errors.Is(err, nats.ErrNoResponders), errors.Is(err, nats.ErrConnectionReconnecting),
 		errors.Is(err, nats.ErrDisconnected), errors.Is(err, jetstream.ErrNoStreamResponse),
@@ -437,6 +470,9 @@ func (r *runner) execute(ctx context.Context, resume bool) (*engine.RunResult, e
 			}
 		case <-r.tr.wake:
 		case <-tick.C:
+			if ingDone && !r.tr.done() {
+				r.relist(ctx, cons)
+			}
 			c := r.tr.snapshot()
 			if _, err := rt.updateRun(ctx, r.tenant, r.runID, func(run *Run) error { run.Counts = c; return nil }); err != nil {
 				rt.log.Warn("run progress update failed", "run", r.runID, "err", err)
@@ -513,13 +549,34 @@ func consumerIdle(ctx context.Context, c jetstream.Consumer) (bool, error) {
 	return info.NumPending == 0 && info.NumAckPending == 0, nil
 }
 
+// relist counts settlements stored by an earlier process of the run that
+// this process did not list when it started: on a NATS cluster that
+// listing may come from a replica behind. Their messages were acked, so they
+// will not come again; without them the run would wait for good. Only when
+// nothing is left to deliver or acknowledge (the consumer is idle).
+func (r *runner) relist(ctx context.Context, cons jetstream.Consumer) {
+	if idle, err := consumerIdle(ctx, cons); err != nil || !idle {
+		return
+	}
+	sets, err := r.rt.settlements(ctx, r.tenant, r.runID, false)
+	if err != nil {
+		r.rt.log.Warn("listing the run's settlements again failed", "run", r.runID, "err", err)
+		return
+	}
+	for _, s := range sets {
+		if r.tr.add(s.id, s.s) {
+			r.rt.log.Info("counted a settlement the first listing lacked", "run", r.runID, "settlement", s.id)
+		}
+	}
+}
+
 // finish stores the run's final status with counts derived from its settlements.
 func (r *runner) finish(ctx context.Context, runErr error) (*engine.RunResult, error) {
 	msg := ""
 	if runErr != nil {
 		msg = runErr.Error()
 	}
-	return r.rt.endRun(ctx, r.tenant, r.runID, "", msg)
+	return r.rt.endRun(ctx, r.tenant, r.runID, "", msg, r.tr.ids()...)
 }
 
 // maxInflightPublishes bounds ingest's unacknowledged publishes.
@@ -1127,6 +1184,17 @@ func (t *tracker) done() bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return t.expected >= 0 && t.batches >= t.expected && t.retries >= t.retriesScheduled
+}
+
+// ids are the settlements counted.
+func (t *tracker) ids() []string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	out := make([]string, 0, len(t.seen))
+	for id := range t.seen {
+		out = append(out, id)
+	}
+	return out
 }
 
 func (t *tracker) snapshot() engine.Counts {
