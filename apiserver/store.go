@@ -101,42 +101,16 @@ func getJSON(ctx context.Context, kv jetstream.KeyValue, key string, v any) (rev
 	return e.Revision(), true, nil
 }
 
-// keysOf lists the keys matching a filter; none is not an error.
-//
-// A key lister is a watcher that ends once it received as many messages as
-// were pending when it started; when some of those are removed before they
-// are delivered (a TTL expiring a marker), it never ends. So each attempt is
-// bounded and a lister that did not finish is started again.
+// keysOf lists the keys matching a filter; none is not an error. A lister
+// that goes quiet for keysAttempt is started again (runtime.ListKeys): one
+// whose pending messages expired before delivery would wait for good.
 func keysOf(ctx context.Context, kv jetstream.KeyValue, filter string) ([]string, error) {
-	for attempt := 1; ; attempt++ {
-		actx, cancel := context.WithTimeout(ctx, keysAttempt)
-		keys, err := listKeys(actx, kv, filter)
-		cancel()
-		if err == nil || ctx.Err() != nil || attempt == 3 || !errors.Is(err, context.DeadlineExceeded) {
-			return keys, err
-		}
-	}
+	return runtime.ListKeys(ctx, kv, filter, keysAttempt)
 }
 
-// keysAttempt bounds one listing (keysOf); a variable for tests.
+// keysAttempt is how long a key listing may wait for its next key; a
+// variable for tests.
 var keysAttempt = 10 * time.Second
-
-func listKeys(ctx context.Context, kv jetstream.KeyValue, filter string) ([]string, error) {
-	l, err := kv.ListKeysFiltered(ctx, filter)
-	if err != nil {
-		return nil, err
-	}
-	defer l.Stop()
-	var out []string
-	for k := range l.Keys() {
-		out = append(out, k)
-	}
-	// The lister closes its channel when it ends and when ctx does.
-	if err := ctx.Err(); err != nil {
-		return nil, fmt.Errorf("listing %s keys %s: %w", kv.Bucket(), filter, err)
-	}
-	return out, nil
-}
 
 func isConflict(err error) bool {
 	return errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch)

@@ -316,6 +316,11 @@ func (s *Runs) Errors(ctx context.Context, tenant, runID string) ([]engine.Recor
 	if err != nil {
 		return nil, err
 	}
+	return failuresOf(sets), nil
+}
+
+// failuresOf are the records of sets that went to the DLQ.
+func failuresOf(sets []namedSettlement) []engine.RecordFailure {
 	var out []engine.RecordFailure
 	for _, st := range sets {
 		for _, d := range st.s.Dead {
@@ -325,7 +330,7 @@ func (s *Runs) Errors(ctx context.Context, tenant, runID string) ([]engine.Recor
 			})
 		}
 	}
-	return out, nil
+	return out
 }
 
 type namedSettlement struct {
@@ -478,53 +483,6 @@ func (rt *Runtime) recount(ctx context.Context, tenant, runID string) (*Run, err
 		}
 		return nil
 	})
-}
-
-// listValues returns the current values of the keys matching filter.
-//
-// A watcher tells the end of the current values by a message with nothing
-// pending after it; when the messages still pending when it started are
-// removed before they are delivered (a TTL expiring a run record mid-list),
-// that message never comes and the watcher waits for the next write, maybe
-// forever. So a watcher that goes quiet for listIdle is started again.
-func listValues(ctx context.Context, kv jetstream.KeyValue, filter string) ([]jetstream.KeyValueEntry, error) {
-	for attempt := 1; ; attempt++ {
-		out, err := watchValues(ctx, kv, filter)
-		if !errors.Is(err, errListIdle) || attempt == 3 {
-			return out, err
-		}
-	}
-}
-
-// listIdle is how long a listing may wait for its next value (listValues);
-// a variable for tests.
-var listIdle = 5 * time.Second
-
-var errListIdle = errors.New("no value for a while")
-
-func watchValues(ctx context.Context, kv jetstream.KeyValue, filter string) ([]jetstream.KeyValueEntry, error) {
-	w, err := kv.Watch(ctx, filter, jetstream.IgnoreDeletes())
-	if err != nil {
-		return nil, fmt.Errorf("runtime: list %s: %w", kv.Bucket(), err)
-	}
-	defer w.Stop()
-	idle := time.NewTimer(listIdle)
-	defer idle.Stop()
-	var out []jetstream.KeyValueEntry
-	for {
-		select {
-		case e, ok := <-w.Updates():
-			if !ok || e == nil {
-				return out, nil
-			}
-			out = append(out, e)
-			idle.Reset(listIdle)
-		case <-idle.C:
-			return nil, fmt.Errorf("runtime: list %s %s: %w", kv.Bucket(), filter, errListIdle)
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		}
-	}
 }
 
 func paginate[T any](all []T, page, size int) (int, int, []T) {
