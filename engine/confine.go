@@ -17,7 +17,7 @@ import (
 // plan and apply time. Secrets are not known yet; the connector checks the
 // values they hold when a run opens the connection.
 func CheckConnectors(cfg *lang.Config) hcl.Diagnostics {
-	env := connectors.Env{Dir: cfg.Dir, Root: cfg.Root, Net: cfg.Net}
+	env := cfg.Env()
 	var diags hcl.Diagnostics
 	bad := map[string]bool{} // connections already reported
 	for _, name := range sortedKeys(cfg.Connections) {

@@ -249,16 +249,13 @@ type writer struct {
 	limit time.Duration // of one sink call
 }
 
-// sinkLimit is the limit of one call of the pipeline's target: its own
-// timeout, else the run's, else DefaultSinkTimeout.
+// sinkLimit is the limit of one call of the pipeline's target (SinkLimit).
 func sinkLimit(pl *Pipeline, run time.Duration) time.Duration {
-	switch {
-	case pl.Integration.Target != nil && pl.Integration.Target.Timeout > 0:
-		return pl.Integration.Target.Timeout
-	case run > 0:
-		return run
+	var own time.Duration
+	if pl.Integration.Target != nil {
+		own = pl.Integration.Target.Timeout
 	}
-	return DefaultSinkTimeout
+	return SinkLimit(own, run)
 }
 
 func (w *writer) add(it item) {
@@ -557,7 +554,7 @@ func OpenConnection(cfg *lang.Config, name string, secrets func(string) (string,
 	if err != nil {
 		return nil, fmt.Errorf("connection %q: %w", name, err)
 	}
-	conn, err := ct.Open(connectors.Env{Dir: cfg.Dir, Root: cfg.Root, Net: cfg.Net}, v)
+	conn, err := ct.Open(cfg.Env(), v)
 	if err != nil {
 		return nil, fmt.Errorf("opening connection %q: %w", name, err)
 	}

@@ -14,6 +14,18 @@ import (
 // hanging target does not hold a run for good.
 const DefaultSinkTimeout = 5 * time.Minute
 
+// SinkLimit is the limit of one call of a target: its own timeout, else
+// the run's default, else DefaultSinkTimeout (0 means unset).
+func SinkLimit(own, fallback time.Duration) time.Duration {
+	switch {
+	case own > 0:
+		return own
+	case fallback > 0:
+		return fallback
+	}
+	return DefaultSinkTimeout
+}
+
 // CallWithin calls write with cctx, a context that ends limit after the call
 // was asked for (its slot waits count), in a goroutine of its own, and
 // returns its answer. A target that does not return when cctx ends is given

@@ -43,6 +43,12 @@ type Config struct {
 	Dependencies map[string][]string
 }
 
+// Env is what connectors opened for this configuration get: relative paths
+// against Dir, confined to Root, connections under Net.
+func (c *Config) Env() connectors.Env {
+	return connectors.Env{Dir: c.Dir, Root: c.Root, Net: c.Net}
+}
+
 // Ferry is the `ferry` block.
 type Ferry struct {
 	Tenant          string

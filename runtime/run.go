@@ -94,9 +94,13 @@ func (rt *Runtime) EndCancelled(ctx context.Context, tenant, integration, runID,
 // is, instead of counting short.
 func (rt *Runtime) endRun(ctx context.Context, tenant, runID string, status engine.RunStatus, runErr string, settled ...string) (*engine.RunResult, error) {
 	ended := rt.opts.Now()
-	var run *Run
+	var (
+		run  *Run
+		sets []namedSettlement // of the attempt that stored the end
+	)
 	err := rt.ridingOutages(ctx, "store the end of run "+runID, func(ctx context.Context) error {
-		sets, err := rt.settlements(ctx, tenant, runID, true)
+		var err error
+		sets, err = rt.settlements(ctx, tenant, runID, true)
 		if err != nil {
 			return err
 		}
@@ -125,13 +129,8 @@ func (rt *Runtime) endRun(ctx context.Context, tenant, runID string, status engi
 		return nil, err
 	}
 	rt.metrics.finished(run)
-	var res *engine.RunResult
-	err = rt.ridingOutages(ctx, "read the result of run "+runID, func(ctx context.Context) error {
-		var err error
-		res, err = rt.result(ctx, run)
-		return err
-	})
-	return res, err
+	// The failures come from the settlements the counts came from.
+	return run.Result(failuresOf(sets)), nil
 }
 
 // endOutage bounds how long the writes that end a run wait for a lost NATS
@@ -1018,10 +1017,7 @@ func (r *runner) write(ctx context.Context, writes []connectors.Write) []error {
 // sinkTimeout is the limit of one call of the job's target: its own timeout,
 // else Options.SinkTimeout.
 func (rt *Runtime) sinkTimeout(job *Job) time.Duration {
-	if job.SinkTimeout > 0 {
-		return job.SinkTimeout
-	}
-	return rt.opts.SinkTimeout
+	return engine.SinkLimit(job.SinkTimeout, rt.opts.SinkTimeout)
 }
 
 // callSink calls sink.Write within limit (see sinkTimeout), counted from when the
