@@ -779,7 +779,7 @@ func (s *Server) recordAttempt(ctx context.Context, key string, a EventDeliveryA
 
 // deliveryClient is the client of tenant's deliveries.
 func (s *Server) deliveryClient(tenant string) *http.Client {
-	if _, dev := s.opts.TenantDirs[tenant]; dev {
+	if s.netPolicyOf(tenant) == nil {
 		return s.events.devClient
 	}
 	return s.events.client
@@ -862,11 +862,8 @@ func newDeliveryClient(o EventOptions, policy *connectors.NetPolicy) *http.Clien
 		}
 	}
 	tr := http.DefaultTransport.(*http.Transport).Clone()
-	tr.DialContext = policy.Dialer(dialer).DialContext
-	if policy != nil {
-		// A proxy would make the connection for us, unchecked.
-		tr.Proxy = nil
-	}
+	tr.DialContext = dialer.DialContext
+	policy.Transport(tr, dialer)
 	tr.MaxIdleConnsPerHost = 4
 	tr.ResponseHeaderTimeout = o.Timeout
 	return &http.Client{

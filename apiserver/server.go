@@ -147,7 +147,7 @@ func (s *Server) compile(tenant string, files map[string]string) (*compiled, err
 	if _, dev := s.opts.TenantDirs[tenant]; dev {
 		return c, nil
 	}
-	c.cfg.Net = s.netPolicy
+	c.cfg.Net = s.netPolicyOf(tenant)
 	if s.opts.HostFiles {
 		return c, nil
 	}
@@ -156,6 +156,16 @@ func (s *Server) compile(tenant string, files map[string]string) (*compiled, err
 		return nil, configProblem("the configuration is invalid", append(c.diags, diags...))
 	}
 	return c, nil
+}
+
+// netPolicyOf is the network policy of tenant's connections and event
+// deliveries: the server's (Options.AllowNetworks), nil for a --dev
+// tenant (TenantDirs), which is not restricted.
+func (s *Server) netPolicyOf(tenant string) *connectors.NetPolicy {
+	if _, dev := s.opts.TenantDirs[tenant]; dev {
+		return nil
+	}
+	return s.netPolicy
 }
 
 // Server is the API server. Create it with New; serve Handler.

@@ -179,7 +179,7 @@ func (s *Server) validateSubscription(tenant string, req subscriptionRequest, su
 	case len(req.URL) > 2048:
 		return bad("url is longer than 2048 characters")
 	}
-	if c := s.deliveryClient(tenant); c == s.events.client && s.netPolicy != nil {
+	if policy := s.netPolicyOf(tenant); policy != nil {
 		// The tenants' network policy, refused now when the url says so
 		// (deliveries check the address dialled, after DNS).
 		host := u.Hostname()
@@ -191,7 +191,7 @@ func (s *Server) validateSubscription(tenant string, req subscriptionRequest, su
 			port = map[string]uint64{"http": 80, "https": 443}[u.Scheme]
 		}
 		if ip, err := netip.ParseAddr(host); err == nil {
-			if err := s.netPolicy.Check(netip.AddrPortFrom(ip, uint16(port))); err != nil {
+			if err := policy.Check(netip.AddrPortFrom(ip, uint16(port))); err != nil {
 				return bad("url %q: %s", req.URL, err)
 			}
 		}

@@ -4,9 +4,11 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"net/http"
 	"net/netip"
 	"strings"
 	"syscall"
+	"time"
 )
 
 // NetPolicy is the outbound network policy of a confined connector
@@ -206,6 +208,22 @@ func (p *NetPolicy) Dialer(d *net.Dialer) *net.Dialer {
 		return nil
 	}
 	return &c
+}
+
+// Transport puts tr under the policy: every connection it makes (a
+// redirect's too) is dialled with d (nil: 30 s timeouts) through Dialer, and
+// no proxy of the environment (HTTP_PROXY) is used, since a proxy dials the
+// destination itself, where the policy cannot look. A nil policy leaves tr
+// as it is.
+func (p *NetPolicy) Transport(tr *http.Transport, d *net.Dialer) {
+	if p == nil {
+		return
+	}
+	if d == nil {
+		d = &net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}
+	}
+	tr.DialContext = p.Dialer(d).DialContext
+	tr.Proxy = nil
 }
 
 // DeniedAddressError is a connection the network policy refused.

@@ -51,16 +51,12 @@ func (r *retentionFlags) apply(opts *runtime.Options) error {
 		{"--run-retention", "FERRY_RUN_RETENTION", &r.run, &opts.RunRetention, false},
 		{"--dlq-retention", "FERRY_DLQ_RETENTION", &r.dlq, &opts.DLQRetention, true},
 	} {
-		name := v.flag
+		name, err := v.val.orEnv(v.flag, v.env)
+		if err != nil {
+			return err
+		}
 		if !v.val.set {
-			s := strings.TrimSpace(os.Getenv(v.env))
-			if s == "" {
-				continue
-			}
-			if err := v.val.Set(s); err != nil {
-				return fmt.Errorf("%s=%q: %v", v.env, s, err)
-			}
-			name = v.env
+			continue
 		}
 		switch d := v.val.d; {
 		case d == 0 && v.zeroOK:
@@ -88,6 +84,22 @@ func (v *retentionValue) String() string {
 		return ""
 	}
 	return retentionString(v.d)
+}
+
+// orEnv sets v from the environment variable env when its flag was not
+// given, and returns the name the value came from (flag or env) for errors.
+func (v *retentionValue) orEnv(flag, env string) (string, error) {
+	if v.set {
+		return flag, nil
+	}
+	s := strings.TrimSpace(os.Getenv(env))
+	if s == "" {
+		return flag, nil
+	}
+	if err := v.Set(s); err != nil {
+		return env, fmt.Errorf("%s=%q: %v", env, s, err)
+	}
+	return env, nil
 }
 
 func (v *retentionValue) Set(s string) error {

@@ -192,15 +192,12 @@ func startServer(ctx context.Context, c *ctx, o *serveOptions) (*ferryServer, er
 	if err := o.rateLimitsFromEnv(); err != nil {
 		return nil, err
 	}
-	if !o.auditRetention.set {
-		if v := strings.TrimSpace(os.Getenv("FERRY_AUDIT_RETENTION")); v != "" {
-			if err := o.auditRetention.Set(v); err != nil {
-				return nil, fmt.Errorf("FERRY_AUDIT_RETENTION=%q: %v", v, err)
-			}
-		}
+	name, err := o.auditRetention.orEnv("--audit-retention", "FERRY_AUDIT_RETENTION")
+	if err != nil {
+		return nil, err
 	}
 	if d := o.auditRetention.d; d != 0 && d < runtime.MinRetention {
-		return nil, fmt.Errorf("--audit-retention %s: must be at least %s, e.g. 400d; 0 keeps the audit log for good", retentionString(d), runtime.MinRetention)
+		return nil, fmt.Errorf("%s %s: must be at least %s, e.g. 400d; 0 keeps the audit log for good", name, retentionString(d), runtime.MinRetention)
 	}
 	if t := o.idempotencyTTL; t != 0 && (t < time.Second || t > apiserver.MaxIdempotencyTTL) {
 		return nil, fmt.Errorf("--idempotency-ttl %s: write a duration from 1s to %gh, e.g. 24h", t, apiserver.MaxIdempotencyTTL.Hours())

@@ -278,14 +278,8 @@ func open(env connectors.Env, cfg cty.Value) (*Connection, error) {
 
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.MaxIdleConnsPerHost = 64
-	if env.Net != nil {
-		// Every connection, redirects' and the OAuth2 token endpoint's too,
-		// goes through the policy's dialer, which sees the address dialled
-		// after DNS. A proxy of the environment (HTTP_PROXY) would dial the
-		// destination itself, where the policy cannot look: not used.
-		tr.DialContext = env.Net.Dialer(&net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}).DialContext
-		tr.Proxy = nil
-	}
+	// Every connection, redirects' and the OAuth2 token endpoint's too.
+	env.Net.Transport(tr, nil)
 	if c.TLS != nil {
 		tc, err := buildTLS(env, c.TLS)
 		if err != nil {

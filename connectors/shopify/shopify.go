@@ -76,7 +76,6 @@ import (
 	"io"
 	"math"
 	"math/big"
-	"net"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -273,8 +272,7 @@ func newClient(env connectors.Env) *http.Client {
 	c := &http.Client{Timeout: 60 * time.Second}
 	if env.Net != nil {
 		tr := http.DefaultTransport.(*http.Transport).Clone()
-		tr.DialContext = env.Net.Dialer(&net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}).DialContext
-		tr.Proxy = nil
+		env.Net.Transport(tr, nil)
 		c.Transport = tr
 	}
 	return c
